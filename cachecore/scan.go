@@ -1,0 +1,539 @@
+package cachecore
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"unicode/utf8"
+)
+
+// FilesToIgnore are OS helper files upstream skips at the cache root, in
+// refs/ and among snapshots/ entries (but not inside a revision).
+var FilesToIgnore = map[string]bool{".DS_Store": true, "Thumbs.db": true, "desktop.ini": true}
+
+// ScanOptions tunes Scan; the zero value scans like upstream.
+type ScanOptions struct {
+	Workers int // parallel repo scans; default max(4, 2*GOMAXPROCS)
+}
+
+// Scan is scan_cache_dir(cacheDir): cacheDir goes through expanduser and
+// resolve first. A missing dir is a *CacheNotFoundError, a file a
+// *NotADirectoryError. Corrupted repos become Warnings (exactly upstream's)
+// and are left out; anything upstream would raise on goes to Notices and
+// only that repo is left out.
+func Scan(cacheDir string) (*CacheInfo, error) {
+	return ScanWithOptions(cacheDir, ScanOptions{})
+}
+
+// ScanWithOptions is Scan with options.
+func ScanWithOptions(cacheDir string, opts ScanOptions) (*CacheInfo, error) {
+	dir, err := ResolveDir(cacheDir, OSEnv)
+	if err != nil {
+		return nil, err
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		if errors.Is(err, syscall.ENOENT) {
+			return nil, &CacheNotFoundError{CacheDir: dir}
+		}
+		return nil, &os.PathError{Op: "stat", Path: dir, Err: err}
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		return nil, &NotADirectoryError{CacheDir: dir}
+	}
+	names, err := readDirNames(dir)
+	if err != nil {
+		return nil, err
+	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = max(4, 2*runtime.GOMAXPROCS(0))
+	}
+	results := make([]entryResult, len(names))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				results[i] = scanEntry(dir, names[i])
+			}
+		}()
+	}
+	for i := range names {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+
+	info := &CacheInfo{CacheDir: dir}
+	for _, res := range results {
+		if res.warning != nil {
+			info.Warnings = append(info.Warnings, res.warning)
+		}
+		if res.repo != nil {
+			info.Repos = append(info.Repos, res.repo)
+			info.SizeOnDisk += res.repo.SizeOnDisk
+		}
+		info.IncompleteFiles = append(info.IncompleteFiles, res.incomplete...)
+		info.Notices = append(info.Notices, res.notices...)
+	}
+	sort.Slice(info.Repos, func(i, j int) bool { return info.Repos[i].RepoPath < info.Repos[j].RepoPath })
+	sort.Slice(info.IncompleteFiles, func(i, j int) bool {
+		return info.IncompleteFiles[i].FilePath < info.IncompleteFiles[j].FilePath
+	})
+	return info, nil
+}
+
+type entryResult struct {
+	repo       *RepoInfo
+	warning    *CorruptedCacheError
+	incomplete []IncompleteFileInfo
+	notices    []Notice
+}
+
+// readDirNames lists a directory in OS order, as Python's iterdir does.
+func readDirNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+// readDirEntries lists a directory in OS order with d_type, without a stat.
+func readDirEntries(dir string) ([]os.DirEntry, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	entries, err := f.ReadDir(-1)
+	if err == io.EOF {
+		err = nil
+	}
+	return entries, err
+}
+
+func scanEntry(cacheDir, name string) entryResult {
+	var res entryResult
+	path := cacheDir + "/" + name
+	res.incomplete = scanIncomplete(path)
+	if FilesToIgnore[name] || name == ".locks" || name == "CACHEDIR.TAG" {
+		return res
+	}
+	s := &repoScanner{cacheDir: cacheDir, repoPath: path, name: name, r: newResolver(), blobs: map[string]*BlobStat{}}
+	repo, err := s.scan()
+	res.notices = s.notices
+	var corrupted *CorruptedCacheError
+	switch {
+	case err == nil:
+		res.repo = repo
+	case errors.As(err, &corrupted):
+		corrupted.RepoPath = path
+		res.warning = corrupted
+		if strings.HasPrefix(name, "kernels--") {
+			res.notices = append(res.notices, Notice{Path: path, Kind: NoticeKernelRepo,
+				Message: "kernel repo (written by hf_hub_download(repo_type=\"kernel\")); huggingface_hub's scan rejects it"})
+		}
+	default:
+		res.notices = append(res.notices, Notice{Path: path, Kind: NoticeScanError,
+			Message: fmt.Sprintf("repo left out: huggingface_hub's scan_cache_dir would abort here: %v", err)})
+	}
+	return res
+}
+
+// scanIncomplete is upstream's glob("*/blobs/*.incomplete") for one entry.
+func scanIncomplete(entry string) []IncompleteFileInfo {
+	blobs := entry + "/blobs"
+	var st syscall.Stat_t
+	if syscall.Stat(blobs, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		return nil
+	}
+	names, err := readDirNames(blobs)
+	if err != nil {
+		return nil
+	}
+	var out []IncompleteFileInfo
+	for _, n := range names {
+		if !strings.HasSuffix(n, ".incomplete") {
+			continue
+		}
+		p := blobs + "/" + n
+		if syscall.Stat(p, &st) != nil {
+			continue
+		}
+		out = append(out, IncompleteFileInfo{FilePath: p, SizeOnDisk: st.Size})
+	}
+	return out
+}
+
+type repoScanner struct {
+	cacheDir, repoPath, name string
+	r                        *resolver
+	blobs                    map[string]*BlobStat // by resolved path
+	notices                  []Notice
+	copied, absolute         int // files in no-symlink mode, absolute links
+}
+
+func corrupted(format string, args ...any) error {
+	return &CorruptedCacheError{Message: fmt.Sprintf(format, args...)}
+}
+
+func (s *repoScanner) notice(path, kind, format string, args ...any) {
+	s.notices = append(s.notices, Notice{Path: path, Kind: kind, Message: fmt.Sprintf(format, args...)})
+}
+
+// statFollow is Path.stat(): it follows symlinks.
+func statFollow(path string) (syscall.Stat_t, error) {
+	var st syscall.Stat_t
+	for {
+		err := syscall.Stat(path, &st)
+		if err != syscall.EINTR {
+			return st, err
+		}
+	}
+}
+
+func isDirFollow(path string) bool {
+	st, err := statFollow(path)
+	return err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFDIR
+}
+
+func isFileFollow(path string) bool {
+	st, err := statFollow(path)
+	return err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFREG
+}
+
+func stTime(ts syscall.Timespec) float64 { return float64(ts.Sec) + float64(ts.Nsec)*1e-9 }
+
+func (s *repoScanner) scan() (*RepoInfo, error) {
+	repoPath := s.repoPath
+	if !isDirFollow(repoPath) {
+		return nil, corrupted("Repo path is not a directory: %s", repoPath)
+	}
+	sep := strings.Index(s.name, "--")
+	if sep < 0 {
+		return nil, corrupted("Repo path is not a valid HuggingFace cache directory: %s", repoPath)
+	}
+	repoType := s.name[:sep]
+	if repoType != "" {
+		_, size := utf8.DecodeLastRuneInString(repoType)
+		repoType = repoType[:len(repoType)-size]
+	}
+	repoID := strings.ReplaceAll(s.name[sep+2:], "--", "/")
+	if repoType != "dataset" && repoType != "model" && repoType != "space" {
+		return nil, corrupted("Repo type must be `dataset`, `model` or `space`, found `%s` (%s).", repoType, repoPath)
+	}
+	snapshotsPath := repoPath + "/snapshots"
+	refsPath := repoPath + "/refs"
+	if !isDirFollow(snapshotsPath) {
+		return nil, corrupted("Snapshots dir doesn't exist in cached repo: %s", snapshotsPath)
+	}
+
+	refsByHash := map[string][]string{}
+	var refOrder []string // insertion order of hashes, as Python's dict keeps
+	if st, err := statFollow(refsPath); err == nil {
+		if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+			return nil, corrupted("Refs directory cannot be a file: %s", refsPath)
+		}
+		err := s.walkRefs(refsPath, "", func(name, hash string) {
+			if _, ok := refsByHash[hash]; !ok {
+				refOrder = append(refOrder, hash)
+			}
+			refsByHash[hash] = append(refsByHash[hash], name)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	revNames, err := readDirNames(snapshotsPath)
+	if err != nil {
+		return nil, err
+	}
+	repo := &RepoInfo{RepoID: repoID, RepoType: repoType, RepoPath: repoPath}
+	for _, revName := range revNames {
+		if FilesToIgnore[revName] {
+			continue
+		}
+		revPath := snapshotsPath + "/" + revName
+		if isFileFollow(revPath) {
+			return nil, corrupted("Snapshots folder corrupted. Found a file: %s", revPath)
+		}
+		rev := &RevisionInfo{CommitHash: revName, SnapshotPath: revPath}
+		realRev, err := s.r.realpath(revPath)
+		if err != nil {
+			return nil, fmt.Errorf("Symlink loop from %s", pyRepr(revPath))
+		}
+		if err := s.walkRevision(revPath, realRev, "", rev); err != nil {
+			return nil, err
+		}
+		seen := map[string]bool{}
+		for _, f := range rev.Files {
+			if !seen[f.BlobPath] {
+				seen[f.BlobPath] = true
+				rev.SizeOnDisk += f.SizeOnDisk
+			}
+			rev.LastModified = max(rev.LastModified, f.BlobLastModified)
+		}
+		if len(rev.Files) == 0 {
+			st, err := statFollow(revPath)
+			if err != nil {
+				return nil, &os.PathError{Op: "stat", Path: revPath, Err: err}
+			}
+			rev.LastModified = stTime(st.Mtim)
+		}
+		rev.Refs = refsByHash[revName]
+		delete(refsByHash, revName)
+		sort.Strings(rev.Refs)
+		sort.Slice(rev.Files, func(i, j int) bool { return rev.Files[i].FilePath < rev.Files[j].FilePath })
+		repo.Revisions = append(repo.Revisions, rev)
+	}
+	if len(refsByHash) > 0 {
+		return nil, corrupted("Reference(s) refer to missing commit hashes: %s (%s).", pyDictOfSets(refsByHash), repoPath)
+	}
+	sort.Slice(repo.Revisions, func(i, j int) bool { return repo.Revisions[i].CommitHash < repo.Revisions[j].CommitHash })
+
+	if len(s.blobs) > 0 {
+		first := true
+		for _, b := range s.blobs {
+			repo.SizeOnDisk += b.Size
+			if first || b.Atime > repo.LastAccessed {
+				repo.LastAccessed = b.Atime
+			}
+			if first || b.Mtime > repo.LastModified {
+				repo.LastModified = b.Mtime
+			}
+			first = false
+		}
+	} else {
+		st, err := statFollow(repoPath)
+		if err != nil {
+			return nil, &os.PathError{Op: "stat", Path: repoPath, Err: err}
+		}
+		repo.LastAccessed, repo.LastModified = stTime(st.Atim), stTime(st.Mtim)
+	}
+	repo.NbFiles = len(s.blobs)
+	if s.copied > 0 {
+		s.notice(repoPath, NoticeCopiedFile, "%d regular file(s) inside snapshots (no-symlink mode): each is its own blob", s.copied)
+	}
+	if s.absolute > 0 {
+		s.notice(repoPath, NoticeAbsoluteLink, "%d snapshot symlink(s) with an absolute target: they break when the cache moves", s.absolute)
+	}
+	s.noticeOrphans()
+	return repo, nil
+}
+
+// walkRefs is refs.glob("**/*") minus dirs and ignored names; contents are
+// read raw (no strip), with Python's universal newlines.
+func (s *repoScanner) walkRefs(dir, rel string, add func(name, hash string)) error {
+	entries, err := readDirEntries(dir)
+	if err != nil {
+		if rel == "" {
+			return err
+		}
+		s.notice(dir, NoticeUnreadable, "cannot list (%v): refs below are ignored, as upstream's glob does", err)
+		return nil
+	}
+	var subdirs []string
+	for _, e := range entries {
+		name := e.Name()
+		path := dir + "/" + name
+		relName := name
+		if rel != "" {
+			relName = rel + "/" + name
+		}
+		if e.Type().IsDir() {
+			subdirs = append(subdirs, name)
+			continue
+		}
+		if FilesToIgnore[name] {
+			continue
+		}
+		if !e.Type().IsRegular() {
+			st, err := statFollow(path)
+			if err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+				continue // a symlinked dir: glob neither yields it as a ref nor recurses
+			}
+			if err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+				// Upstream would raise (or block on a FIFO): never open it.
+				return fmt.Errorf("ref %s is not a readable regular file", path)
+			}
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if !utf8.Valid(data) {
+			return fmt.Errorf("ref %s is not valid UTF-8 (UnicodeDecodeError upstream)", path)
+		}
+		content := strings.ReplaceAll(strings.ReplaceAll(string(data), "\r\n", "\n"), "\r", "\n")
+		add(relName, content)
+	}
+	for _, sub := range subdirs {
+		r := sub
+		if rel != "" {
+			r = rel + "/" + sub
+		}
+		if err := s.walkRefs(dir+"/"+sub, r, add); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// walkRevision is revision_path.glob("**/*"): each dir's entries in OS
+// order, then its real (non-symlink) subdirs; entries that are dirs after
+// following symlinks are skipped. realDir is dir with symlinks resolved.
+func (s *repoScanner) walkRevision(dir, realDir, rel string, rev *RevisionInfo) error {
+	entries, err := readDirEntries(dir)
+	if err != nil {
+		switch {
+		case rel == "" && errors.Is(err, syscall.ENOENT):
+			// A dangling symlink among snapshots/ entries: glob yields
+			// nothing, then the revision's stat() raises upstream.
+			return &os.PathError{Op: "stat", Path: dir, Err: syscall.ENOENT}
+		case errors.Is(err, syscall.ENOTDIR):
+			return nil // glob finds nothing below a non-dir
+		default:
+			// glob swallows unreadable dirs; the files below are not counted.
+			s.notice(dir, NoticeUnreadable, "cannot list (%v): its files are not counted, as upstream", err)
+			return nil
+		}
+	}
+	var subdirs []string
+	for _, e := range entries {
+		name := e.Name()
+		path := dir + "/" + name
+		relName := name
+		if rel != "" {
+			relName = rel + "/" + name
+		}
+		typ := e.Type()
+		if typ.IsDir() {
+			s.r.knownDir(realDir + "/" + name)
+			subdirs = append(subdirs, name)
+			continue
+		}
+		blobPath, ok, err := s.r.join(realDir, name, map[string]*string{})
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("Symlink loop from %s", pyRepr(path))
+		}
+		if st := s.r.lookup(blobPath); st.err == nil && st.st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+			continue // a symlink to a dir: is_dir() skips it
+		}
+		if typ&os.ModeSymlink == 0 {
+			s.copied++
+		} else if strings.HasPrefix(s.r.lookup(realDir+"/"+name).target, "/") {
+			s.absolute++
+		}
+		blob, err := s.blobStat(blobPath)
+		if err != nil {
+			return err
+		}
+		rev.Files = append(rev.Files, &FileInfo{
+			FileName:         name,
+			FilePath:         path,
+			BlobPath:         blobPath,
+			SizeOnDisk:       blob.Size,
+			BlobLastAccessed: blob.Atime,
+			BlobLastModified: blob.Mtime,
+			RelPath:          relName,
+			Blob:             blob,
+		})
+		if blob.Outside {
+			s.notice(path, NoticeOutsideCache, "resolves outside the cache directory to %s: counted as upstream does, never served, opened or deleted", blobPath)
+		}
+		if blob.Mode&syscall.S_IFMT != syscall.S_IFREG {
+			s.notice(path, NoticeNotRegular, "blob %s is not a regular file (mode %o): never opened", blobPath, blob.Mode)
+		}
+	}
+	for _, sub := range subdirs {
+		r := sub
+		if rel != "" {
+			r = rel + "/" + sub
+		}
+		if err := s.walkRevision(dir+"/"+sub, realDir+"/"+sub, r, rev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// blobStat stats a resolved blob path once per repo (upstream's blob_stats).
+func (s *repoScanner) blobStat(path string) (*BlobStat, error) {
+	if b, ok := s.blobs[path]; ok {
+		return b, nil
+	}
+	var st syscall.Stat_t
+	var err error
+	if l := s.r.lookup(path); !l.synthetic && l.err == nil && l.st.Mode&syscall.S_IFMT != syscall.S_IFLNK {
+		st = l.st // a resolved path: its lstat is its stat
+	} else {
+		st, err = statFollow(path)
+	}
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR) {
+			return nil, corrupted("Blob missing (broken symlink): %s", path)
+		}
+		return nil, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	b := &BlobStat{
+		Path:    path,
+		Size:    st.Size,
+		Blocks:  st.Blocks,
+		Dev:     st.Dev,
+		Ino:     st.Ino,
+		Mode:    st.Mode,
+		Atime:   stTime(st.Atim),
+		Mtime:   stTime(st.Mtim),
+		Ctime:   stTime(st.Ctim),
+		Outside: !isWithin(path, s.cacheDir),
+	}
+	s.blobs[path] = b
+	return b, nil
+}
+
+// noticeOrphans reports blobs no snapshot links to: upstream counts them
+// nowhere, yet they take space until the whole repo goes.
+func (s *repoScanner) noticeOrphans() {
+	blobsDir := s.repoPath + "/blobs"
+	entries, err := readDirEntries(blobsDir)
+	if err != nil {
+		return
+	}
+	realBlobs, err := s.r.realpath(blobsDir)
+	if err != nil {
+		return
+	}
+	var n int
+	var size int64
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasSuffix(name, ".incomplete") || !e.Type().IsRegular() {
+			continue
+		}
+		if _, ok := s.blobs[realBlobs+"/"+name]; ok {
+			continue
+		}
+		if fi, err := e.Info(); err == nil {
+			n++
+			size += fi.Size()
+		}
+	}
+	if n > 0 {
+		s.notice(blobsDir, NoticeOrphanedBlobs, "%d blob(s) (%s) no snapshot links to: not counted in size_on_disk, deleted only with the whole repo", n, FormatSize(size))
+	}
+}
