@@ -446,3 +446,30 @@ func linkedBlobs(repoPath string) (map[string]bool, error) {
 	})
 	return out, err
 }
+
+// RemoveIncomplete deletes a leftover blobs/*.incomplete file of the scan,
+// refusing anything that is not such a file inside the cache directory.
+func RemoveIncomplete(cacheDir, path string) error {
+	dir, err := newResolver().realpath(cacheDir)
+	if err != nil {
+		return err
+	}
+	parent, err := newResolver().realpath(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	real := pyJoin(parent, filepath.Base(path))
+	rel, err := filepath.Rel(dir, real)
+	parts := strings.Split(rel, "/")
+	if err != nil || len(parts) != 3 || parts[1] != "blobs" || parts[0] == ".." || !strings.HasSuffix(parts[2], ".incomplete") {
+		return fmt.Errorf("refusing to delete %s: not an incomplete download inside the cache", path)
+	}
+	fi, err := os.Lstat(real)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("refusing to delete %s: a directory", path)
+	}
+	return os.Remove(real)
+}

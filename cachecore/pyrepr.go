@@ -8,8 +8,8 @@ import (
 	"unicode/utf8"
 )
 
-// pyRepr is Python's repr() of a str.
-func pyRepr(s string) string {
+// PyRepr is Python's repr() of a str.
+func PyRepr(s string) string {
 	quote := byte('\'')
 	if strings.Contains(s, "'") && !strings.Contains(s, `"`) {
 		quote = '"'
@@ -65,9 +65,9 @@ func pyDictOfSets(m map[string][]string) string {
 		sort.Strings(members)
 		reprs := make([]string, len(members))
 		for i, v := range members {
-			reprs[i] = pyRepr(v)
+			reprs[i] = PyRepr(v)
 		}
-		parts = append(parts, pyRepr(k)+": {"+strings.Join(reprs, ", ")+"}")
+		parts = append(parts, PyRepr(k)+": {"+strings.Join(reprs, ", ")+"}")
 	}
 	return "{" + strings.Join(parts, ", ") + "}"
 }

@@ -272,7 +272,7 @@ func (s *repoScanner) scan() (*RepoInfo, error) {
 		rev := &RevisionInfo{CommitHash: revName, SnapshotPath: revPath}
 		realRev, err := s.r.realpath(revPath)
 		if err != nil {
-			return nil, fmt.Errorf("Symlink loop from %s", pyRepr(revPath))
+			return nil, fmt.Errorf("Symlink loop from %s", PyRepr(revPath))
 		}
 		if err := s.walkRevision(revPath, realRev, "", rev); err != nil {
 			return nil, err
@@ -429,7 +429,7 @@ func (s *repoScanner) walkRevision(dir, realDir, rel string, rev *RevisionInfo) 
 			return err
 		}
 		if !ok {
-			return fmt.Errorf("Symlink loop from %s", pyRepr(path))
+			return fmt.Errorf("Symlink loop from %s", PyRepr(path))
 		}
 		if st := s.r.lookup(blobPath); st.err == nil && st.st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
 			continue // a symlink to a dir: is_dir() skips it
