@@ -185,6 +185,7 @@ func (s *DeleteStrategy) Execute(opts ExecuteOptions) (*ExecuteReport, error) {
 	}
 	e := &executor{s: s, opts: opts, rep: &ExecuteReport{}}
 	e.cacheDir, _ = newResolver().realpath(s.CacheDir)
+	e.removeStaleStaging()
 	if err := e.run(); err != nil {
 		return e.rep, err
 	}
@@ -257,6 +258,23 @@ func (e *executor) inCache(path string) (string, bool) {
 		return "", false
 	}
 	return real, true
+}
+
+// removeStaleStaging finishes whole-repo deletions an earlier run was
+// stopped in the middle of (their folders are already out of the scan).
+func (e *executor) removeStaleStaging() {
+	locks := filepath.Join(e.cacheDir, ".locks")
+	names, err := readDirNames(locks)
+	if err != nil {
+		return
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, stagingPrefix) {
+			if err := os.RemoveAll(filepath.Join(locks, n)); err == nil {
+				e.log("Finished removing %s, left by an interrupted deletion", filepath.Join(locks, n))
+			}
+		}
+	}
 }
 
 func (e *executor) repoIsSymlink(path string) bool {

@@ -1,0 +1,137 @@
+package cachecore
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// healthyRepo writes one small repo the way huggingface_hub does.
+func healthyRepo(t *testing.T, cache, folder string) string {
+	t.Helper()
+	repo := filepath.Join(cache, folder)
+	commit := strings.Repeat("a", 40)
+	for _, p := range []string{"blobs", "refs", "snapshots/" + commit} {
+		if err := os.MkdirAll(filepath.Join(repo, p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(t, filepath.Join(repo, "blobs", "b1"), "hello")
+	write(t, filepath.Join(repo, "refs", "main"), commit)
+	if err := os.Symlink("../../blobs/b1", filepath.Join(repo, "snapshots", commit, "f.txt")); err != nil {
+		t.Fatal(err)
+	}
+	return repo
+}
+
+func write(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func hasNotice(info *CacheInfo, kind, pathSuffix string) bool {
+	for _, n := range info.Notices {
+		if n.Kind == kind && strings.HasSuffix(n.Path, pathSuffix) {
+			return true
+		}
+	}
+	return false
+}
+
+// Where upstream's whole scan raises, only that repo is left out, with a
+// notice; warnings stay exactly upstream's.
+func TestScanHostileRepos(t *testing.T) {
+	cache := t.TempDir()
+	healthyRepo(t, cache, "models--ok--fine")
+	commit := strings.Repeat("a", 40)
+
+	loop := healthyRepo(t, cache, "models--bad--loop")
+	if err := os.Symlink("x", filepath.Join(loop, "snapshots", commit, "x")); err != nil {
+		t.Fatal(err)
+	}
+	fifoRef := healthyRepo(t, cache, "models--bad--fiforef")
+	if err := syscall.Mkfifo(filepath.Join(fifoRef, "refs", "pipe"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fifoBlob := healthyRepo(t, cache, "models--odd--fifoblob")
+	if err := syscall.Mkfifo(filepath.Join(fifoBlob, "blobs", "pipe"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../../blobs/pipe", filepath.Join(fifoBlob, "snapshots", commit, "pipe.bin")); err != nil {
+		t.Fatal(err)
+	}
+	dangling := healthyRepo(t, cache, "models--bad--danglingrev")
+	if err := os.Symlink("/nonexistent-dir", filepath.Join(dangling, "snapshots", strings.Repeat("b", 40))); err != nil {
+		t.Fatal(err)
+	}
+	badUTF8 := healthyRepo(t, cache, "models--bad--utf8ref")
+	write(t, filepath.Join(badUTF8, "refs", "weird"), "\xff\xfe")
+	passwd := healthyRepo(t, cache, "models--odd--passwd")
+	if err := os.Symlink("/etc/passwd", filepath.Join(passwd, "snapshots", commit, "passwd")); err != nil {
+		t.Fatal(err)
+	}
+
+	done := make(chan *CacheInfo)
+	go func() {
+		info, err := Scan(cache)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- info
+	}()
+	var info *CacheInfo
+	select {
+	case info = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("scan hung (a FIFO opened?)")
+	}
+	if len(info.Warnings) != 0 {
+		t.Errorf("none of these is a CorruptedCacheException upstream: %v", info.Warnings)
+	}
+	var ids []string
+	for _, r := range info.Repos {
+		ids = append(ids, r.RepoID)
+	}
+	if strings.Join(ids, ",") != "odd/fifoblob,odd/passwd,ok/fine" {
+		t.Errorf("served repos: %v", ids)
+	}
+	for _, folder := range []string{"models--bad--loop", "models--bad--fiforef", "models--bad--danglingrev", "models--bad--utf8ref"} {
+		if !hasNotice(info, NoticeScanError, folder) {
+			t.Errorf("no scan-error notice for %s: %+v", folder, info.Notices)
+		}
+	}
+	if !hasNotice(info, NoticeNotRegular, "pipe.bin") {
+		t.Errorf("no not-regular notice: %+v", info.Notices)
+	}
+	if !hasNotice(info, NoticeOutsideCache, "passwd") {
+		t.Errorf("no outside-cache notice: %+v", info.Notices)
+	}
+}
+
+func TestScanNoticesOrphansKernelsAndCopies(t *testing.T) {
+	cache := t.TempDir()
+	repo := healthyRepo(t, cache, "models--ok--fine")
+	write(t, filepath.Join(repo, "blobs", "orphan"), "0123456789")
+	healthyRepo(t, cache, "kernels--org--k")
+	write(t, filepath.Join(repo, "snapshots", strings.Repeat("c", 40), "copied.txt"), "copy")
+	info := mustScan(t, cache)
+	if len(info.Warnings) != 1 || !strings.Contains(info.Warnings[0].Message, "found `kernel`") {
+		t.Errorf("warnings: %v", info.Warnings)
+	}
+	for _, kind := range []string{NoticeOrphanedBlobs, NoticeKernelRepo, NoticeCopiedFile} {
+		if !hasNotice(info, kind, "") {
+			t.Errorf("missing %s notice: %+v", kind, info.Notices)
+		}
+	}
+	if info.Repos[0].SizeOnDisk != 5+4 {
+		t.Errorf("orphans are not counted, copies are: %d", info.Repos[0].SizeOnDisk)
+	}
+}
