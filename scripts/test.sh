@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, then runs every check.
+#   scripts/test.sh            everything (as CI runs it)
+#   scripts/test.sh -run Foo   extra arguments go to 'go test'
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages the tests use: fuse3 (fusermount3), attr (getfattr),
+# bubblewrap (container export), python3 (case builder, mmap). Installed
+# only where missing, and only as root (elsewhere say what is missing).
+need_pkgs=()
+command -v fusermount3 >/dev/null || need_pkgs+=(fuse3)
+command -v getfattr >/dev/null || need_pkgs+=(attr)
+command -v bwrap >/dev/null || need_pkgs+=(bubblewrap)
+command -v python3 >/dev/null || need_pkgs+=(python3)
+if ((${#need_pkgs[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing: ${need_pkgs[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  else
+    echo "missing packages (install them as root): ${need_pkgs[*]}" >&2
+  fi
+fi
+
+export PATH="$PATH:/usr/local/go/bin"
+go mod download
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change: $unformatted" >&2
+  exit 1
+fi
+echo "== go vet"
+go vet ./...
+echo "== go test (race detector on)"
+go test -race -timeout 40m -p 1 -count=1 "$@" ./...
