@@ -165,8 +165,7 @@ func newFlags(env *cliEnv, cmd *command) *pflag.FlagSet {
 func parseFlags(fs *pflag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			fs.Usage()
-			return err
+			return err // pflag has printed the usage
 		}
 		return usageErrorf("%s", err.Error())
 	}

@@ -72,9 +72,34 @@ func ScanWithOptions(cacheDir string, opts ScanOptions) (*CacheInfo, error) {
 	}
 	close(next)
 	wg.Wait()
+	return Assemble(dir, results), nil
+}
 
-	info := &CacheInfo{CacheDir: dir}
-	for _, res := range results {
+type entryResult = EntryScan
+
+// EntryScan is what scanning one top-level entry of the cache found.
+type EntryScan struct {
+	Name       string
+	repo       *RepoInfo
+	warning    *CorruptedCacheError
+	incomplete []IncompleteFileInfo
+	notices    []Notice
+}
+
+// Repo is the repo the entry holds, or nil (ignored, corrupted, error).
+func (e EntryScan) Repo() *RepoInfo { return e.repo }
+
+// Warning is the entry's CorruptedCacheException, if any.
+func (e EntryScan) Warning() *CorruptedCacheError { return e.warning }
+
+// ScanEntry scans one top-level entry of a resolved cache dir, as Scan
+// does for each: refreshers rescan only the entries that changed.
+func ScanEntry(cacheDir, name string) EntryScan { return scanEntry(cacheDir, name) }
+
+// Assemble builds a CacheInfo from entry scans given in directory order.
+func Assemble(cacheDir string, entries []EntryScan) *CacheInfo {
+	info := &CacheInfo{CacheDir: cacheDir}
+	for _, res := range entries {
 		if res.warning != nil {
 			info.Warnings = append(info.Warnings, res.warning)
 		}
@@ -89,14 +114,14 @@ func ScanWithOptions(cacheDir string, opts ScanOptions) (*CacheInfo, error) {
 	sort.Slice(info.IncompleteFiles, func(i, j int) bool {
 		return info.IncompleteFiles[i].FilePath < info.IncompleteFiles[j].FilePath
 	})
-	return info, nil
+	return info
 }
 
-type entryResult struct {
-	repo       *RepoInfo
-	warning    *CorruptedCacheError
-	incomplete []IncompleteFileInfo
-	notices    []Notice
+// WithRepo returns the scan with a repo as given instead of the entry's
+// own: a refresher keeps a repo's last good view while it is inconsistent.
+func (e EntryScan) WithRepo(repo *RepoInfo) EntryScan {
+	e.repo, e.warning = repo, nil
+	return e
 }
 
 // readDirNames lists a directory in OS order, as Python's iterdir does.
@@ -124,7 +149,7 @@ func readDirEntries(dir string) ([]os.DirEntry, error) {
 }
 
 func scanEntry(cacheDir, name string) entryResult {
-	var res entryResult
+	res := entryResult{Name: name}
 	path := cacheDir + "/" + name
 	res.incomplete = scanIncomplete(path)
 	if FilesToIgnore[name] || name == ".locks" || name == "CACHEDIR.TAG" {
@@ -537,3 +562,6 @@ func (s *repoScanner) noticeOrphans() {
 		s.notice(blobsDir, NoticeOrphanedBlobs, "%d blob(s) (%s) no snapshot links to: not counted in size_on_disk, deleted only with the whole repo", n, FormatSize(size))
 	}
 }
+
+// ListEntries lists a directory's names in OS order (what Scan walks).
+func ListEntries(dir string) ([]string, error) { return readDirNames(dir) }
