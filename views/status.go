@@ -1,0 +1,72 @@
+package views
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/hfcachefs/hfcachefs/cachecore"
+)
+
+// MountInfo describes the mount for .status.json.
+type MountInfo struct {
+	Mountpoint   string    `json:"mountpoint"`
+	CacheDir     string    `json:"cache_dir"`
+	AssetsDir    string    `json:"assets_dir"`
+	ReadOnly     bool      `json:"read_only"`
+	AllowOther   bool      `json:"allow_other"`
+	UID          *uint32   `json:"uid,omitempty"`
+	GID          *uint32   `json:"gid,omitempty"`
+	PollInterval string    `json:"poll_interval"`
+	Passthrough  string    `json:"passthrough"` // "on", or why it is off
+	Started      time.Time `json:"started"`
+}
+
+// LeftOut is a repo folder the mount does not serve, and why.
+type LeftOut struct {
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
+
+// StatusDoc is .status.json.
+type StatusDoc struct {
+	Generation       uint64                    `json:"generation"`
+	RefreshedAt      time.Time                 `json:"refreshed_at"`
+	Repos            int                       `json:"repos"`
+	Revisions        int                       `json:"revisions"`
+	SizeOnDisk       int64                     `json:"size_on_disk"`
+	SizeOnDiskStr    string                    `json:"size_on_disk_str"`
+	Warnings         []string                  `json:"warnings"`
+	LeftOut          []LeftOut                 `json:"left_out"`
+	Notices          []cachecore.Notice        `json:"notices"`
+	IncompleteFiles  []cachecore.IncompleteDoc `json:"incomplete_files"`
+	KeptLastGoodView []string                  `json:"kept_last_good_view"`
+	Mount            MountInfo                 `json:"mount"`
+}
+
+// Status renders .status.json for this model. kept lists repo folders
+// shown as they last were because they are inconsistent right now.
+func (m *Model) Status(mount MountInfo, kept []string) []byte {
+	doc := StatusDoc{
+		Generation: m.Gen, RefreshedAt: m.Built, Repos: len(m.Info.Repos),
+		SizeOnDisk: m.Info.SizeOnDisk, SizeOnDiskStr: m.Info.SizeOnDiskStr(),
+		Warnings: []string{}, LeftOut: []LeftOut{}, Notices: append([]cachecore.Notice{}, m.Info.Notices...),
+		IncompleteFiles: []cachecore.IncompleteDoc{}, KeptLastGoodView: append([]string{}, kept...), Mount: mount,
+	}
+	for _, r := range m.Info.Repos {
+		doc.Revisions += len(r.Revisions)
+	}
+	for _, w := range m.Info.Warnings {
+		doc.Warnings = append(doc.Warnings, w.Message)
+		doc.LeftOut = append(doc.LeftOut, LeftOut{Path: w.RepoPath, Reason: "huggingface_hub reports it as corrupted: " + w.Message})
+	}
+	for _, n := range m.Info.Notices {
+		if n.Kind == cachecore.NoticeScanError {
+			doc.LeftOut = append(doc.LeftOut, LeftOut{Path: n.Path, Reason: n.Message})
+		}
+	}
+	for _, f := range m.Info.IncompleteFiles {
+		doc.IncompleteFiles = append(doc.IncompleteFiles, cachecore.IncompleteDoc(f))
+	}
+	b, _ := json.MarshalIndent(doc, "", "  ")
+	return append(b, '\n')
+}
