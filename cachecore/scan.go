@@ -522,6 +522,8 @@ func (s *repoScanner) blobStat(path string) (*BlobStat, error) {
 		Dev:     st.Dev,
 		Ino:     st.Ino,
 		Mode:    st.Mode,
+		UID:     st.Uid,
+		GID:     st.Gid,
 		Atime:   stTime(st.Atim),
 		Mtime:   stTime(st.Mtim),
 		Ctime:   stTime(st.Ctim),

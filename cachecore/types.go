@@ -34,6 +34,8 @@ type BlobStat struct {
 	Dev     uint64
 	Ino     uint64
 	Mode    uint32 // st_mode of the blob (file type and permissions)
+	UID     uint32
+	GID     uint32
 	Atime   float64
 	Mtime   float64
 	Ctime   float64

@@ -334,7 +334,9 @@ func (m *Model) RootEntry() Entry {
 }
 
 func (m *Model) dirEntry(name string, loc Loc, key string, mtime time.Time) Entry {
-	return Entry{Name: name, Kind: KindDir, Role: loc.Role, Ino: m.inos.Get(key), Nlink: 2, Mode: 0o555,
+	// st_nlink 1 on folders means "unknown" to find and fts (as on btrfs):
+	// counting sub-folders would cost a listing per lookup.
+	return Entry{Name: name, Kind: KindDir, Role: loc.Role, Ino: m.inos.Get(key), Nlink: 1, Mode: 0o555,
 		Atime: mtime, Mtime: mtime, Ctime: mtime, Loc: loc}
 }
 

@@ -1,0 +1,217 @@
+package fs
+
+import (
+	"context"
+	"sort"
+	"sync/atomic"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/hfcachefs/hfcachefs/views"
+)
+
+// dirNode is every directory of the mount: it knows its location and asks
+// the current model for everything else.
+type dirNode struct {
+	gofs.Inode
+	st    *State
+	loc   views.Loc
+	entry atomic.Pointer[views.Entry]
+}
+
+var (
+	_ = (gofs.NodeLookuper)((*dirNode)(nil))
+	_ = (gofs.NodeOpendirHandler)((*dirNode)(nil))
+	_ = (gofs.NodeGetattrer)((*dirNode)(nil))
+	_ = (gofs.NodeGetxattrer)((*dirNode)(nil))
+	_ = (gofs.NodeListxattrer)((*dirNode)(nil))
+	_ = (gofs.NodeSetxattrer)((*dirNode)(nil))
+	_ = (gofs.NodeRemovexattrer)((*dirNode)(nil))
+	_ = (gofs.NodeSetattrer)((*dirNode)(nil))
+	_ = (gofs.NodeMkdirer)((*dirNode)(nil))
+	_ = (gofs.NodeMknoder)((*dirNode)(nil))
+	_ = (gofs.NodeCreater)((*dirNode)(nil))
+	_ = (gofs.NodeSymlinker)((*dirNode)(nil))
+	_ = (gofs.NodeLinker)((*dirNode)(nil))
+	_ = (gofs.NodeUnlinker)((*dirNode)(nil))
+	_ = (gofs.NodeRmdirer)((*dirNode)(nil))
+	_ = (gofs.NodeRenamer)((*dirNode)(nil))
+	_ = (gofs.NodeOnForgetter)((*dirNode)(nil))
+	_ = (gofs.NodeStatfser)((*dirNode)(nil))
+)
+
+// wait blocks until what this folder shows has been scanned.
+func (n *dirNode) wait(ctx context.Context) bool {
+	switch n.loc.Role {
+	case views.RoleBySize:
+		return n.st.waitFull(ctx)
+	case views.RoleRoot, views.RoleType, views.RoleAssets, views.RoleTrash:
+		return true
+	}
+	return n.st.waitRepo(ctx, n.loc.Folder)
+}
+
+// self is this folder's entry: the root's from the model, any other's as
+// its parent last listed it (a by-ref folder keeps its pinned revision).
+func (n *dirNode) self() (views.Entry, bool) {
+	if n.loc.Role == views.RoleRoot {
+		return n.st.Model().RootEntry(), true
+	}
+	e := n.entry.Load()
+	if e == nil {
+		return views.Entry{}, false
+	}
+	return *e, true
+}
+
+func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if !n.wait(ctx) {
+		return nil, syscall.EINTR
+	}
+	e, ok := n.st.Model().Lookup(n.loc, name)
+	if !ok {
+		return nil, syscall.ENOENT
+	}
+	if e.Kind == views.KindDir && e.Role != views.RoleAssets && e.Loc.Folder != "" && e.Role != views.RoleRepo {
+		if !n.st.waitRepo(ctx, e.Loc.Folder) {
+			return nil, syscall.EINTR
+		}
+	}
+	return n.st.child(ctx, &n.Inode, e, out), 0
+}
+
+func (n *dirNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if !n.wait(ctx) {
+		return nil, 0, syscall.EINTR
+	}
+	entries, ok := n.st.Model().ReadDir(n.loc)
+	if !ok {
+		return nil, 0, syscall.ENOENT
+	}
+	var fuseFlags uint32
+	if n.loc.Role == views.RoleRevision || n.loc.Role == views.RoleRevSubdir {
+		// Revision contents only grow while a download completes them;
+		// the refresher invalidates the cached listing when they do.
+		fuseFlags = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
+	}
+	return &dirHandle{node: n, entries: entries}, fuseFlags, 0
+}
+
+func (n *dirNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	e, ok := n.self()
+	if !ok {
+		return syscall.ENOENT
+	}
+	n.st.fillAttr(e, &out.Attr)
+	out.SetTimeout(n.st.timeout(e))
+	return 0
+}
+
+func (n *dirNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	e, ok := n.self()
+	if !ok {
+		return 0, syscall.ENOENT
+	}
+	return n.st.getxattr(e, attr, dest)
+}
+
+func (n *dirNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	e, ok := n.self()
+	if !ok {
+		return 0, syscall.ENOENT
+	}
+	return n.st.listxattr(e, dest)
+}
+
+func (n *dirNode) Setxattr(context.Context, string, []byte, uint32) syscall.Errno {
+	return syscall.EROFS
+}
+func (n *dirNode) Removexattr(context.Context, string) syscall.Errno { return syscall.EROFS }
+func (n *dirNode) Setattr(context.Context, gofs.FileHandle, *fuse.SetAttrIn, *fuse.AttrOut) syscall.Errno {
+	return syscall.EROFS
+}
+func (n *dirNode) Mkdir(context.Context, string, uint32, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (n *dirNode) Mknod(context.Context, string, uint32, uint32, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (n *dirNode) Create(context.Context, string, uint32, uint32, *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, syscall.EROFS
+}
+func (n *dirNode) Symlink(context.Context, string, string, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (n *dirNode) Link(context.Context, gofs.InodeEmbedder, string, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (n *dirNode) Unlink(context.Context, string) syscall.Errno { return syscall.EROFS }
+func (n *dirNode) Rmdir(context.Context, string) syscall.Errno  { return syscall.EROFS }
+
+// Rename is refused everywhere but into .trash, which the Trasher owns.
+func (n *dirNode) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	np, ok := newParent.(*dirNode)
+	if !ok || np.loc.Role != views.RoleTrash {
+		return syscall.EROFS
+	}
+	if n.st.trasher == nil {
+		return syscall.EXDEV
+	}
+	e, ok := n.st.Model().Lookup(n.loc, name)
+	if !ok {
+		return syscall.ENOENT
+	}
+	return n.st.trasher.Trash(ctx, e, newName)
+}
+
+func (n *dirNode) OnForget() { n.st.untrack(n) }
+
+func (n *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(n.st.Model().Info.CacheDir, &st); err != nil {
+		return gofs.ToErrno(err)
+	}
+	out.FromStatfsT(&st)
+	return 0
+}
+
+// dirHandle serves one opendir from one model generation, and answers
+// READDIRPLUS lookups from the same listing.
+type dirHandle struct {
+	node    *dirNode
+	entries []views.Entry
+	pos     int
+}
+
+var (
+	_ = (gofs.FileReaddirenter)((*dirHandle)(nil))
+	_ = (gofs.FileLookuper)((*dirHandle)(nil))
+	_ = (gofs.FileSeekdirer)((*dirHandle)(nil))
+)
+
+func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if h.pos >= len(h.entries) {
+		return nil, 0
+	}
+	e := h.entries[h.pos]
+	h.pos++
+	return &fuse.DirEntry{Name: e.Name, Mode: modeOf(e), Ino: e.Ino, Off: uint64(h.pos)}, 0
+}
+
+func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if off > uint64(len(h.entries)) {
+		return syscall.EINVAL
+	}
+	h.pos = int(off)
+	return 0
+}
+
+func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	i := sort.Search(len(h.entries), func(i int) bool { return h.entries[i].Name >= name })
+	if i == len(h.entries) || h.entries[i].Name != name {
+		return h.node.Lookup(ctx, name, out)
+	}
+	return h.node.st.child(ctx, &h.node.Inode, h.entries[i], out), 0
+}

@@ -1,0 +1,198 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/hfcachefs/hfcachefs/views"
+)
+
+// child returns the inode for an entry of parent, creating its node on
+// first sight. Files reaching the same blob share an inode number, so
+// go-fuse hands back the same Inode: hard links.
+func (s *State) child(ctx context.Context, parent *gofs.Inode, e views.Entry, out *fuse.EntryOut) *gofs.Inode {
+	var node gofs.InodeEmbedder
+	var dn *dirNode
+	switch e.Kind {
+	case views.KindDir:
+		dn = &dirNode{st: s, loc: e.Loc}
+		node = dn
+	case views.KindSymlink:
+		node = &linkNode{st: s, target: e.Target}
+	default:
+		if e.Role == views.RoleStatusFile {
+			node = &statusNode{st: s}
+		} else {
+			node = &fileNode{st: s}
+		}
+	}
+	ch := parent.NewInode(ctx, node, gofs.StableAttr{Mode: modeOf(e), Ino: e.Ino})
+	switch ops := ch.Operations().(type) {
+	case *dirNode:
+		if ops == dn {
+			s.track(dn)
+		}
+		ops.setEntry(e)
+	case *fileNode:
+		ops.setEntry(e)
+	}
+	s.fillAttr(e, &out.Attr)
+	t := s.timeout(e)
+	out.SetEntryTimeout(t)
+	out.SetAttrTimeout(t)
+	return ch
+}
+
+func modeOf(e views.Entry) uint32 {
+	switch e.Kind {
+	case views.KindDir:
+		return syscall.S_IFDIR
+	case views.KindSymlink:
+		return syscall.S_IFLNK
+	}
+	return syscall.S_IFREG
+}
+
+// timeout: what lies inside a revision never changes (a removal is
+// notified); names that follow refs or repos may change at any time.
+func (s *State) timeout(e views.Entry) time.Duration {
+	switch e.Role {
+	case views.RoleRevisionFile, views.RoleRevSubdir:
+		return s.opts.StableTimeout
+	case views.RoleRevision:
+		if e.Loc.ViaRef == "" {
+			return s.opts.StableTimeout
+		}
+	case views.RoleStatusFile:
+		return 0
+	}
+	return s.opts.EntryTimeout
+}
+
+// fillAttr renders an entry as FUSE attributes.
+func (s *State) fillAttr(e views.Entry, a *fuse.Attr) {
+	a.Ino = e.Ino
+	a.Mode = modeOf(e) | e.Mode
+	a.Nlink = e.Nlink
+	a.Size = uint64(e.Size)
+	a.Blocks = uint64(e.Blocks)
+	a.Blksize = 4096
+	a.SetTimes(&e.Atime, &e.Mtime, &e.Ctime)
+	a.Uid, a.Gid = s.opts.CacheUID, s.opts.CacheGID
+	if e.File != nil && e.File.Blob != nil {
+		a.Uid, a.Gid = e.File.Blob.UID, e.File.Blob.GID
+	}
+	if e.Kind == views.KindDir && e.Role != views.RoleAssets {
+		a.Size = 0
+		a.Blocks = 0
+	}
+	if e.Role == views.RoleStatusFile && s.opts.StatusProvider != nil {
+		a.Size = uint64(len(s.opts.StatusProvider()))
+	}
+	if s.opts.UID != nil {
+		a.Uid = *s.opts.UID
+	}
+	if s.opts.GID != nil {
+		a.Gid = *s.opts.GID
+	}
+}
+
+// getxattr answers user.hf.*; security.* and system.* are not supported
+// at all, so ls -l stops asking.
+func (s *State) getxattr(e views.Entry, attr string, dest []byte) (uint32, syscall.Errno) {
+	if strings.HasPrefix(attr, "security.") || strings.HasPrefix(attr, "system.") {
+		return 0, syscall.EOPNOTSUPP
+	}
+	v, ok := s.Model().Xattr(e, attr)
+	if !ok {
+		return 0, syscall.ENODATA
+	}
+	if len(dest) == 0 {
+		return uint32(len(v)), 0
+	}
+	if len(dest) < len(v) {
+		return uint32(len(v)), syscall.ERANGE
+	}
+	return uint32(copy(dest, v)), 0
+}
+
+func (s *State) listxattr(e views.Entry, dest []byte) (uint32, syscall.Errno) {
+	names := s.Model().Xattrs(e)
+	sort.Strings(names)
+	var b []byte
+	for _, n := range names {
+		b = append(append(b, n...), 0)
+	}
+	if len(dest) == 0 {
+		return uint32(len(b)), 0
+	}
+	if len(dest) < len(b) {
+		return uint32(len(b)), syscall.ERANGE
+	}
+	return uint32(copy(dest, b)), 0
+}
+
+// translateError maps an error from the cache side to the errno a FUSE
+// caller sees.
+func translateError(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	var errno syscall.Errno
+	switch {
+	case errors.As(err, &errno):
+		return errno
+	case errors.Is(err, os.ErrNotExist):
+		return syscall.ENOENT
+	case errors.Is(err, os.ErrPermission):
+		return syscall.EACCES
+	case errors.Is(err, os.ErrExist):
+		return syscall.EEXIST
+	}
+	return syscall.EIO
+}
+
+// linkNode is a by-size symlink (or one of the assets cache).
+type linkNode struct {
+	gofs.Inode
+	st     *State
+	target string
+}
+
+var (
+	_ = (gofs.NodeReadlinker)((*linkNode)(nil))
+	_ = (gofs.NodeGetattrer)((*linkNode)(nil))
+	_ = (gofs.NodeSetattrer)((*linkNode)(nil))
+	_ = (gofs.NodeGetxattrer)((*linkNode)(nil))
+)
+
+func (n *linkNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	return []byte(n.target), 0
+}
+
+func (n *linkNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	now := time.Now()
+	e := views.Entry{Kind: views.KindSymlink, Ino: n.StableAttr().Ino, Nlink: 1, Mode: 0o777, Size: int64(len(n.target)),
+		Atime: now, Mtime: now, Ctime: now}
+	n.st.fillAttr(e, &out.Attr)
+	return 0
+}
+
+func (n *linkNode) Setattr(context.Context, gofs.FileHandle, *fuse.SetAttrIn, *fuse.AttrOut) syscall.Errno {
+	return syscall.EROFS
+}
+
+func (n *linkNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if strings.HasPrefix(attr, "security.") || strings.HasPrefix(attr, "system.") {
+		return 0, syscall.EOPNOTSUPP
+	}
+	return 0, syscall.ENODATA
+}

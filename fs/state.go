@@ -1,0 +1,171 @@
+// Package fs adapts the views model to go-fuse: small node types that
+// resolve their location in the current model on every call, so a new
+// model (a refreshed cache) swaps in atomically under them.
+package fs
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+
+	"github.com/hfcachefs/hfcachefs/views"
+)
+
+// Options shape what the mount shows.
+type Options struct {
+	UID, GID       *uint32 // show every entry as owned by them
+	CacheUID       uint32  // owner of the real cache dir (default owner)
+	CacheGID       uint32
+	CacheMode      uint32 // permission bits of the real cache dir
+	AllowOther     bool
+	ReadOnly       bool
+	EntryTimeout   time.Duration // for names that can change (refs, repos)
+	StableTimeout  time.Duration // for revision contents (immutable, invalidated when removed)
+	NoPassthrough  bool
+	StatusProvider func() []byte
+}
+
+// Trasher handles renames into .trash (issue: .trash); nil refuses them.
+type Trasher interface {
+	Trash(ctx context.Context, src views.Entry, newName string) syscall.Errno
+}
+
+// State is what every node of one mount shares.
+type State struct {
+	opts          Options
+	model         atomic.Pointer[views.Model]
+	noPassthrough atomic.Bool
+	trasher Trasher
+
+	// waitRepo blocks until a repo folder's scan is in the current model
+	// (the mount is ready before the cache has been walked).
+	waitRepo func(ctx context.Context, folder string) bool
+	// waitFull blocks until the first full scan is in.
+	waitFull func(ctx context.Context) bool
+
+	mu   sync.Mutex // protects the following
+	live map[*dirNode]struct{}
+}
+
+// NewState makes the shared state with a first model.
+func NewState(m *views.Model, opts Options) *State {
+	s := &State{opts: opts, live: map[*dirNode]struct{}{}}
+	s.noPassthrough.Store(opts.NoPassthrough)
+	s.model.Store(m)
+	s.waitRepo = func(context.Context, string) bool { return true }
+	s.waitFull = func(context.Context) bool { return true }
+	return s
+}
+
+// SetWaiters installs the functions that make lookups wait for scans.
+func (s *State) SetWaiters(repo func(ctx context.Context, folder string) bool, full func(ctx context.Context) bool) {
+	s.waitRepo, s.waitFull = repo, full
+}
+
+// SetTrasher installs the .trash handler.
+func (s *State) SetTrasher(t Trasher) { s.trasher = t }
+
+// Model is the current model.
+func (s *State) Model() *views.Model { return s.model.Load() }
+
+// Root is the root node to mount.
+func (s *State) Root() gofs.InodeEmbedder {
+	return &dirNode{st: s, loc: views.Root()}
+}
+
+// Swap installs a new model and invalidates what the kernel may have
+// cached of the old one. It sends kernel notifications, so it must be
+// called from a goroutine that holds no lock of this package (go-fuse
+// deadlocks otherwise) and never from inside a FUSE request handler.
+func (s *State) Swap(next *views.Model) {
+	s.Invalidate(s.Store(next), next)
+}
+
+// Store installs a new model and returns the previous one.
+func (s *State) Store(next *views.Model) *views.Model { return s.model.Swap(next) }
+
+// Invalidate tells the kernel what changed between two models. Like Swap,
+// only from a goroutine holding no lock and serving no FUSE request.
+func (s *State) Invalidate(prev, next *views.Model) {
+	if prev == nil || prev == next {
+		return
+	}
+	s.mu.Lock()
+	nodes := make([]*dirNode, 0, len(s.live))
+	for n := range s.live {
+		nodes = append(nodes, n)
+	}
+	s.mu.Unlock()
+	changed := changedFolders(prev, next)
+	for _, n := range nodes {
+		if n.loc.Folder != "" && !changed[n.loc.Folder] {
+			continue // this repo did not change
+		}
+		invalidateDir(n, prev, next)
+	}
+}
+
+// changedFolders lists repo folders whose scan differs between models.
+func changedFolders(a, b *views.Model) map[string]bool {
+	out := map[string]bool{}
+	old := map[string]any{}
+	for _, r := range a.Info.Repos {
+		old[r.FolderName()] = r
+	}
+	for _, r := range b.Info.Repos {
+		if old[r.FolderName()] != any(r) {
+			out[r.FolderName()] = true
+		}
+		delete(old, r.FolderName())
+	}
+	for folder := range old {
+		out[folder] = true
+	}
+	return out
+}
+
+// invalidateDir drops the kernel's dentries of a directory whose child
+// vanished or now means another inode, and its cached listing if that
+// changed.
+func invalidateDir(n *dirNode, prev, next *views.Model) {
+	if n.Inode.Forgotten() {
+		return
+	}
+	before, _ := prev.ReadDir(n.loc)
+	after, okAfter := next.ReadDir(n.loc)
+	now := map[string]uint64{}
+	for _, e := range after {
+		now[e.Name] = e.Ino
+	}
+	listingChanged := !okAfter || len(before) != len(after)
+	for _, e := range before {
+		ino, ok := now[e.Name]
+		if !ok || ino != e.Ino {
+			_ = n.NotifyEntry(e.Name)
+			listingChanged = true
+		}
+	}
+	if listingChanged {
+		_ = n.NotifyContent(0, 0)
+	}
+}
+
+func (s *State) track(n *dirNode) {
+	s.mu.Lock()
+	s.live[n] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *State) untrack(n *dirNode) {
+	s.mu.Lock()
+	delete(s.live, n)
+	s.mu.Unlock()
+}
+
+// DisablePassthrough makes opens serve reads by splicing (call before
+// the first open: go-fuse decides per open).
+func (s *State) DisablePassthrough() { s.noPassthrough.Store(true) }

@@ -1,0 +1,375 @@
+package mount
+
+import (
+	"context"
+	"hash/fnv"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hfcachefs/hfcachefs/cachecore"
+	hffs "github.com/hfcachefs/hfcachefs/fs"
+	"github.com/hfcachefs/hfcachefs/views"
+)
+
+// scanner keeps the mount's model in step with the cache: a first scan
+// in parallel (a repo someone is waiting for goes first), then polling
+// cheap fingerprints and rescanning only the entries that changed.
+type scanner struct {
+	cacheDir  string
+	state     *hffs.State
+	inos      *views.InoTable
+	viewOpts  views.Options
+	mountTime time.Time
+	logf      func(format string, args ...any)
+
+	urgent chan string   // folders a lookup waits for
+	full   chan struct{} // closed once the first full scan is in
+
+	mu          sync.Mutex // protects the following
+	names       []string   // top-level entries in directory order
+	scans       map[string]cachecore.EntryScan
+	fingerprint map[string]uint64
+	pending     map[string]chan struct{} // folder -> closed once in the model
+	kept        []string                 // repos shown as last seen while inconsistent
+	gen         uint64
+	changed     bool
+}
+
+func newScanner(cacheDir string, inos *views.InoTable, viewOpts views.Options, logf func(string, ...any)) *scanner {
+	return &scanner{
+		cacheDir: cacheDir, inos: inos, viewOpts: viewOpts, mountTime: time.Now(), logf: logf,
+		urgent: make(chan string, 64), full: make(chan struct{}),
+		scans: map[string]cachecore.EntryScan{}, fingerprint: map[string]uint64{}, pending: map[string]chan struct{}{},
+	}
+}
+
+// skeleton is the model before any repo has been scanned: repos known
+// by their folder names only, so the mount is ready at once.
+func (s *scanner) skeleton() (*views.Model, error) {
+	names, err := cachecore.ListEntries(s.cacheDir)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.names = names
+	var repos []*cachecore.RepoInfo
+	for _, name := range names {
+		if repo := placeholder(s.cacheDir, name); repo != nil {
+			repos = append(repos, repo)
+			s.pending[name] = make(chan struct{})
+		}
+	}
+	info := &cachecore.CacheInfo{CacheDir: s.cacheDir, Repos: repos}
+	sort.Slice(info.Repos, func(i, j int) bool { return info.Repos[i].RepoPath < info.Repos[j].RepoPath })
+	s.gen++
+	return views.Build(s.gen, info, s.inos, s.viewOpts, s.mountTime), nil
+}
+
+// placeholder parses a folder name the way the scan does, without
+// touching the disk.
+func placeholder(cacheDir, name string) *cachecore.RepoInfo {
+	typ, id, ok := strings.Cut(name, "--")
+	if !ok || len(typ) < 2 {
+		return nil
+	}
+	typ = typ[:len(typ)-1]
+	if typ != "model" && typ != "dataset" && typ != "space" {
+		return nil
+	}
+	return &cachecore.RepoInfo{RepoID: strings.ReplaceAll(id, "--", "/"), RepoType: typ, RepoPath: cacheDir + "/" + name}
+}
+
+// waitRepo blocks until a folder's scan is in the current model.
+func (s *scanner) waitRepo(ctx context.Context, folder string) bool {
+	s.mu.Lock()
+	ch, ok := s.pending[folder]
+	s.mu.Unlock()
+	if !ok {
+		return true
+	}
+	select {
+	case s.urgent <- folder:
+	default:
+	}
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (s *scanner) waitFull(ctx context.Context) bool {
+	select {
+	case <-s.full:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// initial scans every entry, publishing a model whenever a waited-for
+// repo is in and every 200ms meanwhile, then the full model.
+func (s *scanner) initial(workers int) {
+	s.mu.Lock()
+	names := append([]string(nil), s.names...)
+	s.mu.Unlock()
+	todo := make(chan string, len(names))
+	for _, n := range names {
+		todo <- n
+	}
+	close(todo)
+	claimed := sync.Map{}
+	var wg sync.WaitGroup
+	scanOne := func(name string) bool {
+		if _, loaded := claimed.LoadOrStore(name, true); loaded {
+			return false
+		}
+		fp := fingerprintEntry(s.cacheDir, name) // before: a change during the scan shows next time
+		res := cachecore.ScanEntry(s.cacheDir, name)
+		s.mu.Lock()
+		s.scans[name], s.fingerprint[name], s.changed = res, fp, true
+		s.mu.Unlock()
+		return true
+	}
+	publishNow := make(chan struct{}, 1)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case name := <-s.urgent:
+					scanOne(name)
+					select {
+					case publishNow <- struct{}{}:
+					default:
+					}
+					continue
+				default:
+				}
+				name, ok := <-todo
+				if !ok {
+					return
+				}
+				scanOne(name)
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			s.publish()
+			close(s.full)
+			// Lookups still waiting now have their answer (or ENOENT).
+			go s.serveLateUrgent()
+			return
+		case <-publishNow:
+			s.publish()
+		case <-tick.C:
+			s.publish()
+		}
+	}
+}
+
+// serveLateUrgent drains requests that raced with the end of the scan.
+func (s *scanner) serveLateUrgent() {
+	for range s.urgent {
+	}
+}
+
+// publish builds a model of what has been scanned (placeholders for the
+// rest), swaps it in, releases the lookups waiting for those repos, and
+// only then invalidates kernel caches (from this goroutine, no lock held).
+func (s *scanner) publish() {
+	s.mu.Lock()
+	if !s.changed {
+		s.mu.Unlock()
+		return
+	}
+	s.changed = false
+	var entries []cachecore.EntryScan
+	var placeholders []*cachecore.RepoInfo
+	var ready []chan struct{}
+	for _, name := range s.names {
+		if res, ok := s.scans[name]; ok {
+			entries = append(entries, res)
+			if ch, ok := s.pending[name]; ok {
+				ready = append(ready, ch)
+				delete(s.pending, name)
+			}
+		} else if p := placeholder(s.cacheDir, name); p != nil {
+			placeholders = append(placeholders, p)
+		}
+	}
+	s.gen++
+	gen := s.gen
+	s.mu.Unlock()
+
+	info := cachecore.Assemble(s.cacheDir, entries)
+	if len(placeholders) > 0 {
+		info.Repos = append(info.Repos, placeholders...)
+		sort.Slice(info.Repos, func(i, j int) bool { return info.Repos[i].RepoPath < info.Repos[j].RepoPath })
+	}
+	next := views.Build(gen, info, s.inos, s.viewOpts, s.mountTime)
+	prev := s.state.Store(next)
+	for _, ch := range ready {
+		close(ch)
+	}
+	s.state.Invalidate(prev, next)
+}
+
+// refresh polls fingerprints until ctx ends.
+func (s *scanner) refresh(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.refreshOnce()
+		}
+	}
+}
+
+// refreshOnce rescans the entries whose fingerprint changed. A repo that
+// was fine and now scans as corrupted (a download wrote its ref before
+// its snapshot) keeps its last good view until it is consistent again.
+func (s *scanner) refreshOnce() {
+	names, err := cachecore.ListEntries(s.cacheDir)
+	if err != nil {
+		s.logf("refresh: %v", err)
+		return
+	}
+	s.mu.Lock()
+	oldScans := s.scans
+	oldFP := s.fingerprint
+	s.mu.Unlock()
+
+	scans := make(map[string]cachecore.EntryScan, len(names))
+	fps := make(map[string]uint64, len(names))
+	var kept []string
+	changed := len(names) != len(oldScans)
+	for _, name := range names {
+		fp := fingerprintEntry(s.cacheDir, name)
+		fps[name] = fp
+		old, had := oldScans[name]
+		if had && oldFP[name] == fp {
+			scans[name] = old
+			if wasKept(s.kept, name) {
+				kept = append(kept, name)
+			}
+			continue
+		}
+		changed = true
+		res := cachecore.ScanEntry(s.cacheDir, name)
+		if res.Repo() == nil && had && old.Repo() != nil && isDir(s.cacheDir+"/"+name) {
+			res = res.WithRepo(old.Repo())
+			kept = append(kept, name)
+			fps[name] = 0 // look again next time
+		}
+		scans[name] = res
+	}
+	if !changed {
+		return
+	}
+	s.mu.Lock()
+	s.names, s.scans, s.fingerprint, s.kept, s.changed = names, scans, fps, kept, true
+	s.mu.Unlock()
+	s.publish()
+}
+
+func wasKept(kept []string, name string) bool {
+	for _, k := range kept {
+		if k == name {
+			return true
+		}
+	}
+	return false
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
+
+// keptRepos lists repo folders shown as last seen.
+func (s *scanner) keptRepos() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.kept...)
+}
+
+// fingerprintEntry hashes what a download or a deletion changes in a
+// top-level entry: the stat of the entry, of every file and folder under
+// refs/, of every folder under snapshots/, of blobs/ and .no_exist/.
+// Files under snapshots/ are not stat'ed: adding or removing one changes
+// its folder's mtime.
+func fingerprintEntry(cacheDir, name string) uint64 {
+	h := fnv.New64a()
+	path := cacheDir + "/" + name
+	var st syscall.Stat_t
+	add := func(p string, st *syscall.Stat_t) {
+		_, _ = io.WriteString(h, p)
+		var b [8 * 5]byte
+		for i, v := range []uint64{uint64(st.Mtim.Sec), uint64(st.Mtim.Nsec), uint64(st.Size), st.Ino, uint64(st.Ctim.Nsec)} {
+			for j := 0; j < 8; j++ {
+				b[i*8+j] = byte(v >> (8 * j))
+			}
+		}
+		_, _ = h.Write(b[:])
+	}
+	if syscall.Stat(path, &st) != nil {
+		return 0
+	}
+	add(path, &st)
+	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		return h.Sum64()
+	}
+	for _, sub := range []string{"blobs", ".no_exist"} {
+		if syscall.Stat(path+"/"+sub, &st) == nil {
+			add(sub, &st)
+		}
+	}
+	walkStat(path+"/refs", true, add)
+	walkStat(path+"/snapshots", false, add)
+	return h.Sum64()
+}
+
+// walkStat stats a folder and its sub-folders (and its files too when
+// files is set), following symlinks as the scan does.
+func walkStat(dir string, files bool, add func(string, *syscall.Stat_t)) {
+	var st syscall.Stat_t
+	if syscall.Stat(dir, &st) != nil {
+		return
+	}
+	add(dir, &st)
+	f, err := os.Open(dir)
+	if err != nil {
+		return
+	}
+	entries, _ := f.ReadDir(-1)
+	f.Close()
+	for _, e := range entries {
+		p := dir + "/" + e.Name()
+		switch {
+		case e.IsDir():
+			walkStat(p, files, add)
+		case files:
+			if syscall.Stat(p, &st) == nil {
+				add(p, &st)
+			}
+		}
+	}
+}
