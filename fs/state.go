@@ -39,7 +39,7 @@ type State struct {
 	opts          Options
 	model         atomic.Pointer[views.Model]
 	noPassthrough atomic.Bool
-	trasher Trasher
+	trasher       Trasher
 
 	// waitRepo blocks until a repo folder's scan is in the current model
 	// (the mount is ready before the cache has been walked).
