@@ -1,0 +1,1 @@
+../../blobs/ae3d36a5baf80d5ab31417b162f2774d834ff886
