@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
@@ -52,10 +51,7 @@ func runScan(env *cliEnv, args []string) error {
 		return err
 	}
 	if *format == "json" {
-		enc := json.NewEncoder(env.stdout)
-		enc.SetEscapeHTML(false)
-		enc.SetIndent("", "  ")
-		return enc.Encode(info.Document())
+		return info.WriteJSON(env.stdout)
 	}
 	o := newOut(env, modeHuman, true)
 	fmt.Fprintln(env.stdout, info.ExportAsTable(*verbosity))

@@ -154,6 +154,11 @@ type ExecuteOptions struct {
 	LockTimeout time.Duration
 	// Log receives one line per event worth telling (may be nil).
 	Log func(msg string)
+	// MoveTo, if set, is a folder on the cache's file system, outside the
+	// cache: what the strategy deletes is moved there instead (keeping its
+	// path relative to the cache dir), so it can be restored. A whole repo
+	// then moves in one rename.
+	MoveTo string
 }
 
 // Skipped is a path Execute refused or could not remove.
@@ -215,7 +220,7 @@ func (e *executor) step(kind, path string) error {
 func (e *executor) run() error {
 	var wholeRefs, wholeSnaps []string
 	for _, repo := range e.s.wholeRepos {
-		if e.repoIsSymlink(repo.RepoPath) {
+		if e.repoIsSymlink(repo.RepoPath) || e.opts.MoveTo != "" {
 			continue // only the link goes, in the last phase
 		}
 		wholeRefs = append(wholeRefs, repo.RepoPath+"/refs")
@@ -302,9 +307,12 @@ func (e *executor) remove(kind, path string) error {
 	if err != nil {
 		return err
 	}
-	if fi.IsDir() {
+	switch {
+	case e.opts.MoveTo != "":
+		err = e.moveAside(real)
+	case fi.IsDir():
 		err = os.RemoveAll(real)
-	} else {
+	default:
 		err = os.Remove(real)
 	}
 	if err != nil {
@@ -348,6 +356,13 @@ func (e *executor) removeRepo(path string) error {
 		e.rep.Deleted = append(e.rep.Deleted, path)
 		return nil
 	}
+	if e.opts.MoveTo != "" {
+		if err := e.moveAside(real); err != nil {
+			return err
+		}
+		e.rep.Deleted = append(e.rep.Deleted, path)
+		return nil
+	}
 	staging := filepath.Join(e.cacheDir, ".locks", stagingPrefix+filepath.Base(real)+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	if err := os.MkdirAll(filepath.Dir(staging), 0o777); err != nil {
 		return err
@@ -363,6 +378,20 @@ func (e *executor) removeRepo(path string) error {
 	}
 	e.rep.Deleted = append(e.rep.Deleted, path)
 	return nil
+}
+
+// moveAside renames a path of the cache to the same relative path under
+// MoveTo.
+func (e *executor) moveAside(real string) error {
+	rel, err := filepath.Rel(e.cacheDir, real)
+	if err != nil {
+		return err
+	}
+	dest := filepath.Join(e.opts.MoveTo, rel)
+	if err := os.MkdirAll(filepath.Dir(dest), 0o700); err != nil {
+		return err
+	}
+	return os.Rename(real, dest)
 }
 
 // removeBlobs deletes the plan's blobs, each under its download lock and
@@ -490,4 +519,103 @@ func RemoveIncomplete(cacheDir, path string) error {
 		return fmt.Errorf("refusing to delete %s: a directory", path)
 	}
 	return os.Remove(real)
+}
+
+// RestoreReport says what Restore put back and what it left.
+type RestoreReport struct {
+	Restored []string // paths back in the cache
+	Kept     []string // present in the cache again meanwhile: the cache's version stays
+	Notes    []string // for people, e.g. a ref that moved meanwhile
+}
+
+// Restore moves back what an Execute with MoveTo moved to heldDir: blobs
+// that are missing, then the snapshots, then the refs that do not exist
+// now (a ref that exists now stays where it points), then the repos that
+// were moved whole (wholeRepos: their folder names) — the reverse of the
+// deletion order, so the cache scans clean at every step. A path the cache
+// has again meanwhile keeps the cache's version.
+func Restore(cacheDir, heldDir string, wholeRepos []string) (*RestoreReport, error) {
+	rep := &RestoreReport{}
+	whole := map[string]bool{}
+	for _, f := range wholeRepos {
+		whole[f] = true
+	}
+	folders, err := readDirNames(heldDir)
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(folders)
+	var blobs, snaps, refs []string
+	for _, folder := range folders {
+		if whole[folder] {
+			continue
+		}
+		base := filepath.Join(heldDir, folder)
+		for _, kind := range []string{"blobs", "snapshots"} {
+			names, _ := readDirNames(filepath.Join(base, kind))
+			sort.Strings(names)
+			for _, n := range names {
+				rel := filepath.Join(folder, kind, n)
+				if kind == "blobs" {
+					blobs = append(blobs, rel)
+				} else {
+					snaps = append(snaps, rel)
+				}
+			}
+		}
+		_ = filepath.WalkDir(filepath.Join(base, "refs"), func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				rel, _ := filepath.Rel(heldDir, p)
+				refs = append(refs, rel)
+			}
+			return nil
+		})
+	}
+	put := func(rel string) error {
+		dest := filepath.Join(cacheDir, rel)
+		if _, err := os.Lstat(dest); err == nil {
+			rep.Kept = append(rep.Kept, dest)
+			return os.RemoveAll(filepath.Join(heldDir, rel))
+		}
+		if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+			return err
+		}
+		if err := os.Rename(filepath.Join(heldDir, rel), dest); err != nil {
+			return err
+		}
+		rep.Restored = append(rep.Restored, dest)
+		return nil
+	}
+	for _, rel := range append(blobs, snaps...) {
+		if err := put(rel); err != nil {
+			return rep, err
+		}
+	}
+	for _, rel := range refs {
+		dest := filepath.Join(cacheDir, rel)
+		if now, err := os.ReadFile(dest); err == nil {
+			held, _ := os.ReadFile(filepath.Join(heldDir, rel))
+			if string(now) != string(held) {
+				name := strings.SplitN(filepath.ToSlash(rel), "/", 3)[2]
+				rep.Notes = append(rep.Notes, fmt.Sprintf("ref %s moved meanwhile to %s: left as is (it was %s)", name, now, held))
+			}
+		}
+		if err := put(rel); err != nil {
+			return rep, err
+		}
+	}
+	for _, folder := range folders {
+		if !whole[folder] {
+			continue
+		}
+		dest := filepath.Join(cacheDir, folder)
+		if _, err := os.Lstat(dest); err == nil {
+			return rep, fmt.Errorf("cannot restore %s: the cache has a folder of that name again: %w", folder, os.ErrExist)
+		}
+		if err := os.Rename(filepath.Join(heldDir, folder), dest); err != nil {
+			return rep, err
+		}
+		rep.Restored = append(rep.Restored, dest)
+	}
+	return rep, nil
 }

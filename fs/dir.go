@@ -147,23 +147,71 @@ func (n *dirNode) Symlink(context.Context, string, string, *fuse.EntryOut) (*gof
 func (n *dirNode) Link(context.Context, gofs.InodeEmbedder, string, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	return nil, syscall.EROFS
 }
-func (n *dirNode) Unlink(context.Context, string) syscall.Errno { return syscall.EROFS }
-func (n *dirNode) Rmdir(context.Context, string) syscall.Errno  { return syscall.EROFS }
 
-// Rename is refused everywhere but into .trash, which the Trasher owns.
+// Unlink is refused but for a .trash receipt (rm -r .trash/NAME).
+func (n *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
+	if n.loc.Role == views.RoleTrashReceipt && name == views.ReceiptFileName && n.st.trasher != nil {
+		return n.st.trasher.Drop(ctx, n.loc.Path)
+	}
+	return syscall.EROFS
+}
+
+// Rmdir is refused but for an emptied .trash receipt folder.
+func (n *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if n.loc.Role == views.RoleTrash && n.st.trasher != nil {
+		return n.st.trasher.Forget(ctx, name)
+	}
+	return syscall.EROFS
+}
+
+// Linux renameat2 flags.
+const (
+	renameNoReplace = 1 << 0
+	renameExchange  = 1 << 1
+	renameWhiteout  = 1 << 2
+)
+
+// Rename deletes through .trash (a revision or repo moved in) and restores
+// from it (a held receipt moved back); everything else is refused.
 func (n *dirNode) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if flags&^renameNoReplace != 0 {
+		return syscall.EINVAL // RENAME_EXCHANGE, RENAME_WHITEOUT: never silently ignored
+	}
 	np, ok := newParent.(*dirNode)
-	if !ok || np.loc.Role != views.RoleTrash {
+	if !ok {
 		return syscall.EROFS
 	}
-	if n.st.trasher == nil {
-		return syscall.EXDEV
+	tr := n.st.trasher
+	switch {
+	case np.loc.Role == views.RoleTrash && tr != nil:
+		if !n.wait(ctx) {
+			return syscall.EINTR
+		}
+		e, ok := n.st.Model().Lookup(n.loc, name)
+		if !ok {
+			return syscall.ENOENT
+		}
+		if e.Role != views.RoleRevision && e.Role != views.RoleRepo {
+			return syscall.EPERM // only revisions and repos can be trashed
+		}
+		if e.Role == views.RoleRepo && !n.st.waitRepo(ctx, e.Loc.Folder) {
+			return syscall.EINTR
+		}
+		prev, next, errno := tr.Trash(ctx, e, newName, flags&renameNoReplace != 0)
+		if errno == 0 {
+			n.st.afterRename(prev, next, map[*dirNode][]string{np: {newName}, n: {name}})
+		}
+		return errno
+	case n.loc.Role == views.RoleTrash && tr != nil:
+		prev, next, errno := tr.Restore(ctx, name, np.loc, newName)
+		if errno == 0 {
+			n.st.afterRename(prev, next, map[*dirNode][]string{np: {newName}, n: {name}})
+		}
+		return errno
+	case np.loc.Role == views.RoleTrash || n.loc.Role == views.RoleTrashReceipt || np.loc.Role == views.RoleTrashReceipt:
+		return syscall.EPERM
 	}
-	e, ok := n.st.Model().Lookup(n.loc, name)
-	if !ok {
-		return syscall.ENOENT
-	}
-	return n.st.trasher.Trash(ctx, e, newName)
+	return syscall.EROFS
 }
 
 func (n *dirNode) OnForget() { n.st.untrack(n) }

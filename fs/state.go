@@ -29,9 +29,18 @@ type Options struct {
 	StatusProvider func() []byte
 }
 
-// Trasher handles renames into .trash (issue: .trash); nil refuses them.
+// Trasher carries out what .trash allows; nil means no .trash. Trash and
+// Restore return the models before and after, so the caller can tell the
+// kernel what changed once the request is answered.
 type Trasher interface {
-	Trash(ctx context.Context, src views.Entry, newName string) syscall.Errno
+	// Trash deletes the revision or repo src (renamed to .trash/newName).
+	Trash(ctx context.Context, src views.Entry, newName string, noReplace bool) (prev, next *views.Model, errno syscall.Errno)
+	// Restore puts .trash/name back (renamed into dst as newName).
+	Restore(ctx context.Context, name string, dst views.Loc, newName string) (prev, next *views.Model, errno syscall.Errno)
+	// Drop removes the receipt of .trash/name (rm .trash/name/receipt.json).
+	Drop(ctx context.Context, name string) syscall.Errno
+	// Forget removes the emptied .trash/name (rmdir).
+	Forget(ctx context.Context, name string) syscall.Errno
 }
 
 // State is what every node of one mount shares.
@@ -164,6 +173,20 @@ func (s *State) untrack(n *dirNode) {
 	s.mu.Lock()
 	delete(s.live, n)
 	s.mu.Unlock()
+}
+
+// afterRename tells the kernel, once the rename request has been answered,
+// what the rename changed beyond the dentry the kernel moved itself: the
+// moved name now means another inode, and other views changed.
+func (s *State) afterRename(prev, next *views.Model, dirs map[*dirNode][]string) {
+	go func() {
+		s.Invalidate(prev, next)
+		for d, names := range dirs {
+			for _, name := range names {
+				_ = d.NotifyEntry(name)
+			}
+		}
+	}()
 }
 
 // DisablePassthrough makes opens serve reads by splicing (call before

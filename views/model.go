@@ -45,7 +45,8 @@ const (
 	RoleStatusFile        // .status.json
 	RoleRevisionFile      // a file of a revision
 	RoleBySizeLink        // a by-size symlink
-	RoleTrashReceipt      // reserved for .trash receipts
+	RoleTrashReceipt      // .trash/<name>/: a deletion's receipt folder
+	RoleReceiptFile       // .trash/<name>/receipt.json
 	roleCount
 )
 
@@ -99,7 +100,13 @@ type Entry struct {
 type Options struct {
 	ReadOnly  bool   // no .trash
 	AssetsDir string // "" = no assets view content
+	// Receipts lists .trash: name -> receipt file ("" for a receipt
+	// removed whose folder has not been removed yet). Read live.
+	Receipts func() map[string]string
 }
+
+// ReceiptFileName is the one file of a .trash receipt folder.
+const ReceiptFileName = "receipt.json"
 
 // Model is one generation of the tree.
 type Model struct {
@@ -420,7 +427,29 @@ func (m *Model) names(loc Loc) ([]string, bool) {
 	case RoleAssets:
 		return m.assetNames(loc.Path)
 	case RoleTrash:
-		return nil, !m.opts.ReadOnly
+		if m.opts.ReadOnly {
+			return nil, false
+		}
+		var names []string
+		if m.opts.Receipts != nil {
+			for n := range m.opts.Receipts() {
+				names = append(names, n)
+			}
+		}
+		sort.Strings(names)
+		return names, true
+	case RoleTrashReceipt:
+		if m.opts.Receipts == nil {
+			return nil, false
+		}
+		file, ok := m.opts.Receipts()[loc.Path]
+		if !ok {
+			return nil, false
+		}
+		if file == "" {
+			return []string{}, true
+		}
+		return []string{ReceiptFileName}, true
 	}
 	return nil, false
 }
@@ -564,6 +593,31 @@ func (m *Model) Lookup(parent Loc, name string) (Entry, bool) {
 		}
 	case RoleAssets:
 		return m.assetEntry(name, joinPath(parent.Path, name))
+	case RoleTrash:
+		if m.opts.ReadOnly || m.opts.Receipts == nil {
+			return Entry{}, false
+		}
+		file, ok := m.opts.Receipts()[name]
+		if !ok {
+			return Entry{}, false
+		}
+		mtime := m.mountTime
+		if fi, err := os.Stat(file); err == nil {
+			mtime = fi.ModTime()
+		}
+		return m.dirEntry(name, Loc{Role: RoleTrashReceipt, Path: name}, "t:/"+name, mtime), true
+	case RoleTrashReceipt:
+		if name != ReceiptFileName || m.opts.Receipts == nil {
+			return Entry{}, false
+		}
+		file := m.opts.Receipts()[parent.Path]
+		fi, err := os.Stat(file)
+		if file == "" || err != nil {
+			return Entry{}, false
+		}
+		t := fi.ModTime()
+		return Entry{Name: name, Kind: KindFile, Role: RoleReceiptFile, Ino: m.inos.Get("t:/" + parent.Path + "/" + name + "@" + file),
+			Nlink: 1, Mode: 0o444, Size: fi.Size(), Blocks: (fi.Size() + 511) / 512, Atime: t, Mtime: t, Ctime: t, Real: file}, true
 	}
 	return Entry{}, false
 }
