@@ -94,6 +94,17 @@ func (s *State) fillAttr(e views.Entry, a *fuse.Attr) {
 		a.Size = 0
 		a.Blocks = 0
 	}
+	if s.opts.AllowOther && e.Kind == views.KindDir {
+		// The kernel checks these folders' modes for a .trash move
+		// (default_permissions): show the real folders the deletion
+		// writes, so exactly the users who may write the cache can.
+		if real := s.realFolder(e); real != "" {
+			var st syscall.Stat_t
+			if syscall.Stat(real, &st) == nil {
+				a.Uid, a.Gid, a.Mode = st.Uid, st.Gid, syscall.S_IFDIR|st.Mode&0o7777
+			}
+		}
+	}
 	if e.Role == views.RoleStatusFile && s.opts.StatusProvider != nil {
 		a.Size = uint64(len(s.opts.StatusProvider()))
 	}
@@ -103,6 +114,25 @@ func (s *State) fillAttr(e views.Entry, a *fuse.Attr) {
 	if s.opts.GID != nil {
 		a.Gid = *s.opts.GID
 	}
+}
+
+// realFolder is the cache folder a .trash move through e writes.
+func (s *State) realFolder(e views.Entry) string {
+	if s.trasher == nil {
+		return ""
+	}
+	cache := s.Model().Info.CacheDir
+	switch e.Role {
+	case views.RoleRepo:
+		return cache + "/" + e.Loc.Folder
+	case views.RoleRevision:
+		return cache + "/" + e.Loc.Folder + "/snapshots/" + e.Loc.Commit
+	case views.RoleCommits, views.RoleRefs:
+		return cache + "/" + e.Loc.Folder + "/snapshots"
+	case views.RoleType, views.RoleTrash, views.RoleTrashReceipt:
+		return cache
+	}
+	return ""
 }
 
 // getxattr answers user.hf.*; security.* and system.* are not supported

@@ -22,6 +22,7 @@ import (
 
 	"github.com/hfcachefs/hfcachefs/cachecore"
 	hffs "github.com/hfcachefs/hfcachefs/fs"
+	"github.com/hfcachefs/hfcachefs/trash"
 	"github.com/hfcachefs/hfcachefs/views"
 )
 
@@ -36,6 +37,7 @@ type Options struct {
 	Debug        bool
 	PollInterval time.Duration
 	Workers      int
+	TrashHold    time.Duration
 }
 
 // AddFlags registers the mount flags.
@@ -50,6 +52,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Debug, "debug", false, "print the FUSE protocol trace on stderr")
 	fs.DurationVar(&o.PollInterval, "poll-interval", time.Second, "how often the cache is checked for changes")
 	fs.IntVar(&o.Workers, "scan-workers", 4, "repos scanned in parallel")
+	fs.DurationVar(&o.TrashHold, "trash-hold", 0, "keep what .trash deletes aside this long (e.g. 24h), restorable; 0 deletes at once")
 }
 
 // Mount is a running mount.
@@ -118,6 +121,15 @@ func Start(mountpoint string, o Options, logger *log.Logger) (*Mount, error) {
 
 	m := &Mount{Mountpoint: mp, CacheDir: cacheDir, started: time.Now()}
 	viewOpts := views.Options{ReadOnly: o.ReadOnly, AssetsDir: assetsDir}
+	var store *trash.Store
+	if !o.ReadOnly {
+		if store, err = trash.Open(cacheDir, o.TrashHold, cachecore.OSEnv); err != nil {
+			return nil, err
+		}
+		viewOpts.Receipts = store.Names
+	} else if o.TrashHold > 0 {
+		return nil, fmt.Errorf("--trash-hold needs .trash, which --read-only mounts do not have")
+	}
 	sc := newScanner(cacheDir, views.NewInoTable(), viewOpts, logger.Printf)
 	first, err := sc.skeleton()
 	if err != nil {
@@ -136,6 +148,12 @@ func Start(mountpoint string, o Options, logger *log.Logger) (*Mount, error) {
 	state.SetWaiters(sc.waitRepo, sc.waitFull)
 	sc.state = state
 	m.state, m.scanner = state, sc
+	var tr *trasher
+	if store != nil {
+		tr = &trasher{m: m, store: store, logf: logger.Printf}
+		state.SetTrasher(tr)
+		m.info.TrashStateDir, m.info.TrashHold, m.info.TrashHoldDir = store.StateDir, o.TrashHold.String(), store.HoldRoot
+	}
 
 	mountOpts := fuse.MountOptions{
 		FsName: "hfcachefs", Name: "hfcachefs",
@@ -171,6 +189,9 @@ func Start(mountpoint string, o Options, logger *log.Logger) (*Mount, error) {
 		sc.initial(o.Workers)
 		sc.refresh(ctx, o.PollInterval)
 	}()
+	if tr != nil {
+		go tr.purgeLoop(ctx)
+	}
 	return m, nil
 }
 

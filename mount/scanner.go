@@ -29,6 +29,10 @@ type scanner struct {
 
 	urgent chan string   // folders a lookup waits for
 	full   chan struct{} // closed once the first full scan is in
+	pubMu  sync.Mutex    // serializes model builds, so generations stay in order
+	// workMu serializes refreshes and .trash rescans: each reads the scans,
+	// works, and writes them back.
+	workMu sync.Mutex
 
 	mu          sync.Mutex // protects the following
 	names       []string   // top-level entries in directory order
@@ -192,10 +196,21 @@ func (s *scanner) serveLateUrgent() {
 // rest), swaps it in, releases the lookups waiting for those repos, and
 // only then invalidates kernel caches (from this goroutine, no lock held).
 func (s *scanner) publish() {
+	if prev, next := s.publishStore(); prev != nil {
+		s.state.Invalidate(prev, next)
+	}
+}
+
+// publishStore builds and stores a model of the scans, releasing the
+// lookups waiting for them; it returns the models before and after (nil
+// when nothing changed) and sends no kernel notification.
+func (s *scanner) publishStore() (prev, next *views.Model) {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
 	s.mu.Lock()
 	if !s.changed {
 		s.mu.Unlock()
-		return
+		return nil, nil
 	}
 	s.changed = false
 	var entries []cachecore.EntryScan
@@ -221,12 +236,44 @@ func (s *scanner) publish() {
 		info.Repos = append(info.Repos, placeholders...)
 		sort.Slice(info.Repos, func(i, j int) bool { return info.Repos[i].RepoPath < info.Repos[j].RepoPath })
 	}
-	next := views.Build(gen, info, s.inos, s.viewOpts, s.mountTime)
-	prev := s.state.Store(next)
+	next = views.Build(gen, info, s.inos, s.viewOpts, s.mountTime)
+	prev = s.state.Store(next)
 	for _, ch := range ready {
 		close(ch)
 	}
-	s.state.Invalidate(prev, next)
+	return prev, next
+}
+
+// rescanNow rescans one top-level entry at once (after a deletion or a
+// restore through .trash) and stores the new model; the caller tells the
+// kernel, once its request is answered.
+func (s *scanner) rescanNow(name string) (prev, next *views.Model) {
+	s.workMu.Lock()
+	defer s.workMu.Unlock()
+	fp := fingerprintEntry(s.cacheDir, name)
+	_, statErr := os.Lstat(s.cacheDir + "/" + name)
+	res := cachecore.ScanEntry(s.cacheDir, name)
+	s.mu.Lock()
+	idx := -1
+	for i, n := range s.names {
+		if n == name {
+			idx = i
+		}
+	}
+	switch {
+	case statErr != nil && idx >= 0:
+		s.names = append(s.names[:idx:idx], s.names[idx+1:]...)
+		delete(s.scans, name)
+		delete(s.fingerprint, name)
+	case statErr == nil:
+		if idx < 0 {
+			s.names = append(s.names, name)
+		}
+		s.scans[name], s.fingerprint[name] = res, fp
+	}
+	s.changed = true
+	s.mu.Unlock()
+	return s.publishStore()
 }
 
 // refresh polls fingerprints until ctx ends.
@@ -247,6 +294,8 @@ func (s *scanner) refresh(ctx context.Context, every time.Duration) {
 // was fine and now scans as corrupted (a download wrote its ref before
 // its snapshot) keeps its last good view until it is consistent again.
 func (s *scanner) refreshOnce() {
+	s.workMu.Lock()
+	defer s.workMu.Unlock()
 	names, err := cachecore.ListEntries(s.cacheDir)
 	if err != nil {
 		s.logf("refresh: %v", err)

@@ -9,16 +9,19 @@ import (
 
 // MountInfo describes the mount for .status.json.
 type MountInfo struct {
-	Mountpoint   string    `json:"mountpoint"`
-	CacheDir     string    `json:"cache_dir"`
-	AssetsDir    string    `json:"assets_dir"`
-	ReadOnly     bool      `json:"read_only"`
-	AllowOther   bool      `json:"allow_other"`
-	UID          *uint32   `json:"uid,omitempty"`
-	GID          *uint32   `json:"gid,omitempty"`
-	PollInterval string    `json:"poll_interval"`
-	Passthrough  string    `json:"passthrough"` // "on", or why it is off
-	Started      time.Time `json:"started"`
+	Mountpoint    string    `json:"mountpoint"`
+	CacheDir      string    `json:"cache_dir"`
+	AssetsDir     string    `json:"assets_dir"`
+	ReadOnly      bool      `json:"read_only"`
+	AllowOther    bool      `json:"allow_other"`
+	UID           *uint32   `json:"uid,omitempty"`
+	GID           *uint32   `json:"gid,omitempty"`
+	PollInterval  string    `json:"poll_interval"`
+	Passthrough   string    `json:"passthrough"` // "on", or why it is off
+	Started       time.Time `json:"started"`
+	TrashStateDir string    `json:"trash_state_dir,omitempty"`
+	TrashHold     string    `json:"trash_hold,omitempty"`
+	TrashHoldDir  string    `json:"trash_hold_dir,omitempty"`
 }
 
 // LeftOut is a repo folder the mount does not serve, and why.
