@@ -46,6 +46,7 @@ func (t *trasher) Trash(ctx context.Context, src views.Entry, newName string, no
 	_, err := t.store.Trash(info, sel, newName, cachecore.ExecuteOptions{
 		LockTimeout: 10 * time.Second,
 		Log:         func(msg string) { t.logf("trash %s: %s", newName, msg) },
+		BeforeStep:  stepDelay(t.logf),
 	})
 	// Whatever happened on disk, the views show it now.
 	prev, next = t.m.scanner.rescanNow(src.Loc.Folder)
@@ -133,4 +134,18 @@ func errnoOf(err error) syscall.Errno {
 		return syscall.EACCES
 	}
 	return syscall.EIO
+}
+
+// stepDelay lets crash tests kill a .trash deletion between two steps:
+// with HFCACHEFS_TEST_DELETE_STEP_DELAY=200ms each step waits that long.
+func stepDelay(logf func(string, ...any)) func(kind, path string) error {
+	d, err := time.ParseDuration(os.Getenv("HFCACHEFS_TEST_DELETE_STEP_DELAY"))
+	if err != nil || d <= 0 {
+		return nil
+	}
+	return func(kind, path string) error {
+		logf("step: %s %s", kind, path)
+		time.Sleep(d)
+		return nil
+	}
 }
