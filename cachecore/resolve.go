@@ -51,6 +51,21 @@ func lstatRetry(path string, st *syscall.Stat_t) error {
 	}
 }
 
+// knownLink reads a symlink a directory listing showed, sparing the lstat
+// (the scan's hot path: one readlink per snapshot file).
+func (r *resolver) knownLink(path string) {
+	if _, ok := r.lstat[path]; ok {
+		return
+	}
+	res := &lstatResult{st: syscall.Stat_t{Mode: syscall.S_IFLNK}, synthetic: true}
+	res.target, res.rlErr = os.Readlink(path)
+	if errors.Is(res.rlErr, syscall.EINVAL) {
+		// Replaced by a non-link since the listing: look again.
+		return
+	}
+	r.lstat[path] = res
+}
+
 // knownDir records a path a directory listing showed to be a real
 // directory (not a symlink), sparing an lstat during resolution.
 func (r *resolver) knownDir(path string) {
@@ -63,7 +78,7 @@ func (r *resolver) knownDir(path string) {
 // Path.resolve() does: missing components are kept as they are, a loop is
 // an error.
 func (r *resolver) realpath(path string) (string, error) {
-	res, ok, err := r.join("", path, map[string]*string{})
+	res, ok, err := r.join("", path, nil)
 	if err != nil {
 		return "", err
 	}
@@ -115,6 +130,9 @@ func (r *resolver) join(path, rest string, seen map[string]*string) (string, boo
 				continue
 			}
 			return pyJoin(newpath, rest), false, nil
+		}
+		if seen == nil {
+			seen = map[string]*string{}
 		}
 		seen[newpath] = nil
 		if st.rlErr != nil {

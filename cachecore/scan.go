@@ -206,7 +206,10 @@ type repoScanner struct {
 	r                        *resolver
 	blobs                    map[string]*BlobStat // by resolved path
 	notices                  []Notice
-	copied, absolute         int // files in no-symlink mode, absolute links
+	copied, absolute         int    // files in no-symlink mode, absolute links
+	realRepo                 string // the repo folder resolved
+	realBlobs                string // <realRepo>/blobs when that is a real folder
+	plainDepth               int    // depth below a revision with no symlinked folder on the way; -1 if not
 }
 
 func corrupted(format string, args ...any) error {
@@ -264,6 +267,13 @@ func (s *repoScanner) scan() (*RepoInfo, error) {
 		return nil, corrupted("Snapshots dir doesn't exist in cached repo: %s", snapshotsPath)
 	}
 
+	if real, err := s.r.realpath(repoPath); err == nil {
+		s.realRepo = real
+		if st := s.r.lookup(real + "/blobs"); st.err == nil && st.st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+			s.realBlobs = real + "/blobs"
+		}
+	}
+
 	refsByHash := map[string][]string{}
 	var refOrder []string // insertion order of hashes, as Python's dict keeps
 	if st, err := statFollow(refsPath); err == nil {
@@ -298,6 +308,12 @@ func (s *repoScanner) scan() (*RepoInfo, error) {
 		realRev, err := s.r.realpath(revPath)
 		if err != nil {
 			return nil, fmt.Errorf("Symlink loop from %s", PyRepr(revPath))
+		}
+		// The usual layout (no symlinked folder between the repo and the
+		// revision) allows the fast path for ../../blobs/<etag> links.
+		s.plainDepth = -1
+		if s.realRepo != "" && realRev == s.realRepo+"/snapshots/"+revName {
+			s.plainDepth = 0
 		}
 		if err := s.walkRevision(revPath, realRev, "", rev); err != nil {
 			return nil, err
@@ -420,6 +436,13 @@ func (s *repoScanner) walkRefs(dir, rel string, add func(name, hash string)) err
 // order, then its real (non-symlink) subdirs; entries that are dirs after
 // following symlinks are skipped. realDir is dir with symlinks resolved.
 func (s *repoScanner) walkRevision(dir, realDir, rel string, rev *RevisionInfo) error {
+	depth := -1 // depth below the revision, when on the plain path
+	if s.plainDepth >= 0 {
+		depth = strings.Count(rel, "/")
+		if rel != "" {
+			depth++
+		}
+	}
 	entries, err := readDirEntries(dir)
 	if err != nil {
 		switch {
@@ -449,19 +472,27 @@ func (s *repoScanner) walkRevision(dir, realDir, rel string, rev *RevisionInfo) 
 			subdirs = append(subdirs, name)
 			continue
 		}
-		blobPath, ok, err := s.r.join(realDir, name, map[string]*string{})
-		if err != nil {
-			return err
+		var blobPath string
+		if typ&os.ModeSymlink != 0 {
+			s.r.knownLink(realDir + "/" + name)
+			blobPath = s.fastBlobPath(s.r.lookup(realDir+"/"+name).target, depth)
 		}
-		if !ok {
-			return fmt.Errorf("Symlink loop from %s", PyRepr(path))
+		if blobPath == "" {
+			var ok bool
+			blobPath, ok, err = s.r.join(realDir, name, nil)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("Symlink loop from %s", PyRepr(path))
+			}
 		}
 		if st := s.r.lookup(blobPath); st.err == nil && st.st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
 			continue // a symlink to a dir: is_dir() skips it
 		}
 		if typ&os.ModeSymlink == 0 {
 			s.copied++
-		} else if strings.HasPrefix(s.r.lookup(realDir+"/"+name).target, "/") {
+		} else if t := s.r.lookup(realDir + "/" + name).target; len(t) > 0 && t[0] == '/' {
 			s.absolute++
 		}
 		blob, err := s.blobStat(blobPath)
@@ -495,6 +526,33 @@ func (s *repoScanner) walkRevision(dir, realDir, rel string, rev *RevisionInfo) 
 		}
 	}
 	return nil
+}
+
+// fastBlobPath resolves the links huggingface_hub writes,
+// "../" x (depth+2) + "blobs/<etag>", without walking them: from a plain
+// revision folder they land in the repo's real blobs folder. The blob
+// itself must not be a symlink (checked by its lstat); "" means: take the
+// general path.
+func (s *repoScanner) fastBlobPath(target string, depth int) string {
+	if depth < 0 || s.realBlobs == "" {
+		return ""
+	}
+	rest := target
+	for i := 0; i < depth+2; i++ {
+		if !strings.HasPrefix(rest, "../") {
+			return ""
+		}
+		rest = rest[3:]
+	}
+	etag, ok := strings.CutPrefix(rest, "blobs/")
+	if !ok || etag == "" || etag == "." || etag == ".." || strings.IndexByte(etag, '/') >= 0 {
+		return ""
+	}
+	p := s.realBlobs + "/" + etag
+	if st := s.r.lookup(p); st.err == nil && st.st.Mode&syscall.S_IFMT == syscall.S_IFLNK {
+		return ""
+	}
+	return p
 }
 
 // blobStat stats a resolved blob path once per repo (upstream's blob_stats).
