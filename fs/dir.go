@@ -16,9 +16,11 @@ import (
 // the current model for everything else.
 type dirNode struct {
 	gofs.Inode
-	st    *State
-	loc   views.Loc
-	entry atomic.Pointer[views.Entry]
+	st     *State
+	loc    views.Loc
+	parent views.Loc // where this folder was found, and as what name
+	name   string
+	entry  atomic.Pointer[views.Entry]
 }
 
 var (
@@ -53,11 +55,22 @@ func (n *dirNode) wait(ctx context.Context) bool {
 	return n.st.waitRepo(ctx, n.loc.Folder)
 }
 
-// self is this folder's entry: the root's from the model, any other's as
-// its parent last listed it (a by-ref folder keeps its pinned revision).
-func (n *dirNode) self() (views.Entry, bool) {
+// self is this folder's entry in the current model (a repo folder's once
+// its scan is in), or as last seen when the name now means another folder
+// (a by-ref folder keeps its pinned revision).
+func (n *dirNode) self(ctx context.Context) (views.Entry, bool) {
+	m := n.st.Model()
 	if n.loc.Role == views.RoleRoot {
-		return n.st.Model().RootEntry(), true
+		return m.RootEntry(), true
+	}
+	if n.loc.Role == views.RoleRepo && n.st.pending(n.loc.Folder) {
+		if !n.st.waitRepo(ctx, n.loc.Folder) {
+			return views.Entry{}, false
+		}
+		m = n.st.Model()
+	}
+	if e, ok := m.Lookup(n.parent, n.name); ok && e.Loc == n.loc {
+		return e, true
 	}
 	e := n.entry.Load()
 	if e == nil {
@@ -79,7 +92,7 @@ func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 			return nil, syscall.EINTR
 		}
 	}
-	return n.st.child(ctx, &n.Inode, e, out), 0
+	return n.st.child(ctx, n, e, out), 0
 }
 
 func (n *dirNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
@@ -100,7 +113,7 @@ func (n *dirNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHan
 }
 
 func (n *dirNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	e, ok := n.self()
+	e, ok := n.self(ctx)
 	if !ok {
 		return syscall.ENOENT
 	}
@@ -110,7 +123,7 @@ func (n *dirNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Attr
 }
 
 func (n *dirNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	e, ok := n.self()
+	e, ok := n.self(ctx)
 	if !ok {
 		return 0, syscall.ENOENT
 	}
@@ -118,7 +131,7 @@ func (n *dirNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint3
 }
 
 func (n *dirNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	e, ok := n.self()
+	e, ok := n.self(ctx)
 	if !ok {
 		return 0, syscall.ENOENT
 	}
@@ -261,5 +274,5 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	if i == len(h.entries) || h.entries[i].Name != name {
 		return h.node.Lookup(ctx, name, out)
 	}
-	return h.node.st.child(ctx, &h.node.Inode, h.entries[i], out), 0
+	return h.node.st.child(ctx, h.node, h.entries[i], out), 0
 }

@@ -18,12 +18,12 @@ import (
 // child returns the inode for an entry of parent, creating its node on
 // first sight. Files reaching the same blob share an inode number, so
 // go-fuse hands back the same Inode: hard links.
-func (s *State) child(ctx context.Context, parent *gofs.Inode, e views.Entry, out *fuse.EntryOut) *gofs.Inode {
+func (s *State) child(ctx context.Context, parent *dirNode, e views.Entry, out *fuse.EntryOut) *gofs.Inode {
 	var node gofs.InodeEmbedder
 	var dn *dirNode
 	switch e.Kind {
 	case views.KindDir:
-		dn = &dirNode{st: s, loc: e.Loc}
+		dn = &dirNode{st: s, loc: e.Loc, parent: parent.loc, name: e.Name}
 		node = dn
 	case views.KindSymlink:
 		node = &linkNode{st: s, target: e.Target}
@@ -47,6 +47,11 @@ func (s *State) child(ctx context.Context, parent *gofs.Inode, e views.Entry, ou
 	s.fillAttr(e, &out.Attr)
 	t := s.timeout(e)
 	out.SetEntryTimeout(t)
+	if e.Role == views.RoleRepo && s.pending(e.Loc.Folder) {
+		// Placeholder attributes: the kernel asks again (getattr waits
+		// for the scan) rather than caching them.
+		t = 0
+	}
 	out.SetAttrTimeout(t)
 	return ch
 }

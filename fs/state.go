@@ -55,6 +55,8 @@ type State struct {
 	waitRepo func(ctx context.Context, folder string) bool
 	// waitFull blocks until the first full scan is in.
 	waitFull func(ctx context.Context) bool
+	// pending reports whether a repo folder is still a placeholder.
+	pending func(folder string) bool
 
 	mu   sync.Mutex // protects the following
 	live map[*dirNode]struct{}
@@ -67,12 +69,13 @@ func NewState(m *views.Model, opts Options) *State {
 	s.model.Store(m)
 	s.waitRepo = func(context.Context, string) bool { return true }
 	s.waitFull = func(context.Context) bool { return true }
+	s.pending = func(string) bool { return false }
 	return s
 }
 
 // SetWaiters installs the functions that make lookups wait for scans.
-func (s *State) SetWaiters(repo func(ctx context.Context, folder string) bool, full func(ctx context.Context) bool) {
-	s.waitRepo, s.waitFull = repo, full
+func (s *State) SetWaiters(repo func(ctx context.Context, folder string) bool, full func(ctx context.Context) bool, pending func(folder string) bool) {
+	s.waitRepo, s.waitFull, s.pending = repo, full, pending
 }
 
 // SetTrasher installs the .trash handler.

@@ -68,6 +68,8 @@ type Mount struct {
 
 	mu          sync.Mutex // protects the following
 	passthrough string
+	statusGen   uint64 // generation statusJSON was rendered for
+	statusJSON  []byte
 }
 
 // Start mounts the cache and returns once the kernel answers on the
@@ -145,7 +147,7 @@ func Start(mountpoint string, o Options, logger *log.Logger) (*Mount, error) {
 	m.info = views.MountInfo{Mountpoint: mp, CacheDir: cacheDir, AssetsDir: assetsDir, ReadOnly: o.ReadOnly,
 		AllowOther: o.AllowOther, UID: uid, GID: gid, PollInterval: o.PollInterval.String(), Started: m.started}
 	state := hffs.NewState(first, fsOpts)
-	state.SetWaiters(sc.waitRepo, sc.waitFull)
+	state.SetWaiters(sc.waitRepo, sc.waitFull, sc.isPending)
 	sc.state = state
 	m.state, m.scanner = state, sc
 	var tr *trasher
@@ -178,11 +180,13 @@ func Start(mountpoint string, o Options, logger *log.Logger) (*Mount, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", mp, err)
 	}
-	m.server = server
-	m.passthrough = probePassthrough(server)
-	if m.passthrough != "on" {
+	passthrough := probePassthrough(server)
+	if passthrough != "on" {
 		state.DisablePassthrough()
 	}
+	m.mu.Lock()
+	m.server, m.passthrough = server, passthrough
+	m.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	go func() {
@@ -219,12 +223,19 @@ func probePassthrough(server *fuse.Server) string {
 	return "on"
 }
 
+// status renders .status.json once per model generation: a getattr of it
+// (every READDIRPLUS of the root) needs its size.
 func (m *Mount) status() []byte {
+	model := m.state.Model()
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.statusJSON != nil && m.statusGen == model.Gen {
+		return m.statusJSON
+	}
 	info := m.info
 	info.Passthrough = m.passthrough
-	m.mu.Unlock()
-	return m.state.Model().Status(info, m.scanner.keptRepos())
+	m.statusJSON, m.statusGen = model.Status(info, m.scanner.keptRepos()), model.Gen
+	return m.statusJSON
 }
 
 // State is the mount's shared state (for .trash and tests).

@@ -109,6 +109,14 @@ func (s *scanner) waitRepo(ctx context.Context, folder string) bool {
 	}
 }
 
+// isPending reports whether a folder's scan is not in the model yet.
+func (s *scanner) isPending(folder string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.pending[folder]
+	return ok
+}
+
 func (s *scanner) waitFull(ctx context.Context) bool {
 	select {
 	case <-s.full:
