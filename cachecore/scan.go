@@ -473,11 +473,16 @@ func (s *repoScanner) walkRevision(dir, realDir, rel string, rev *RevisionInfo) 
 			continue
 		}
 		var blobPath string
-		if typ&os.ModeSymlink != 0 {
-			s.r.knownLink(realDir + "/" + name)
-			blobPath = s.fastBlobPath(s.r.lookup(realDir+"/"+name).target, depth)
+		if typ&os.ModeSymlink != 0 && depth >= 0 {
+			// The hot path: one readlink, nothing remembered.
+			if target, err := os.Readlink(path); err == nil {
+				blobPath = s.fastBlobPath(target, depth)
+			}
 		}
 		if blobPath == "" {
+			if typ&os.ModeSymlink != 0 {
+				s.r.knownLink(realDir + "/" + name)
+			}
 			var ok bool
 			blobPath, ok, err = s.r.join(realDir, name, nil)
 			if err != nil {
@@ -486,14 +491,14 @@ func (s *repoScanner) walkRevision(dir, realDir, rel string, rev *RevisionInfo) 
 			if !ok {
 				return fmt.Errorf("Symlink loop from %s", PyRepr(path))
 			}
-		}
-		if st := s.r.lookup(blobPath); st.err == nil && st.st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
-			continue // a symlink to a dir: is_dir() skips it
-		}
-		if typ&os.ModeSymlink == 0 {
-			s.copied++
-		} else if t := s.r.lookup(realDir + "/" + name).target; len(t) > 0 && t[0] == '/' {
-			s.absolute++
+			if st := s.r.lookup(blobPath); st.err == nil && st.st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+				continue // a symlink to a dir: is_dir() skips it
+			}
+			if typ&os.ModeSymlink == 0 {
+				s.copied++
+			} else if t := s.r.lookup(realDir + "/" + name).target; len(t) > 0 && t[0] == '/' {
+				s.absolute++
+			}
 		}
 		blob, err := s.blobStat(blobPath)
 		if err != nil {
@@ -549,8 +554,8 @@ func (s *repoScanner) fastBlobPath(target string, depth int) string {
 		return ""
 	}
 	p := s.realBlobs + "/" + etag
-	if st := s.r.lookup(p); st.err == nil && st.st.Mode&syscall.S_IFMT == syscall.S_IFLNK {
-		return ""
+	if st := s.r.lookup(p); st.err == nil && st.st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return "" // a link or a folder there: the general path decides
 	}
 	return p
 }
