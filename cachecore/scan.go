@@ -248,17 +248,11 @@ func (s *repoScanner) scan() (*RepoInfo, error) {
 	if !isDirFollow(repoPath) {
 		return nil, corrupted("Repo path is not a directory: %s", repoPath)
 	}
-	sep := strings.Index(s.name, "--")
-	if sep < 0 {
+	repoType, repoID, problem := ParseRepoFolderName(s.name)
+	switch problem {
+	case FolderNoSeparator:
 		return nil, corrupted("Repo path is not a valid HuggingFace cache directory: %s", repoPath)
-	}
-	repoType := s.name[:sep]
-	if repoType != "" {
-		_, size := utf8.DecodeLastRuneInString(repoType)
-		repoType = repoType[:len(repoType)-size]
-	}
-	repoID := strings.ReplaceAll(s.name[sep+2:], "--", "/")
-	if repoType != "dataset" && repoType != "model" && repoType != "space" {
+	case FolderBadType:
 		return nil, corrupted("Repo type must be `dataset`, `model` or `space`, found `%s` (%s).", repoType, repoPath)
 	}
 	snapshotsPath := repoPath + "/snapshots"
@@ -414,10 +408,10 @@ func (s *repoScanner) walkRefs(dir, rel string, add func(name, hash string)) err
 		if err != nil {
 			return err
 		}
-		if !utf8.Valid(data) {
-			return fmt.Errorf("ref %s is not valid UTF-8 (UnicodeDecodeError upstream)", path)
+		content, err := RefContent(data)
+		if err != nil {
+			return fmt.Errorf("ref %s: %w", path, err)
 		}
-		content := strings.ReplaceAll(strings.ReplaceAll(string(data), "\r\n", "\n"), "\r", "\n")
 		add(relName, content)
 	}
 	for _, sub := range subdirs {
@@ -626,6 +620,44 @@ func (s *repoScanner) noticeOrphans() {
 	if n > 0 {
 		s.notice(blobsDir, NoticeOrphanedBlobs, "%d blob(s) (%s) no snapshot links to: not counted in size_on_disk, deleted only with the whole repo", n, FormatSize(size))
 	}
+}
+
+// RefContent is what huggingface_hub reads from a ref file: the text,
+// raw (no strip), with Python's universal newlines. Bytes that are not
+// UTF-8 are an error (a UnicodeDecodeError upstream).
+func RefContent(data []byte) (string, error) {
+	if !utf8.Valid(data) {
+		return "", fmt.Errorf("not valid UTF-8 (UnicodeDecodeError upstream)")
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(string(data), "\r\n", "\n"), "\r", "\n"), nil
+}
+
+// Folder name problems, as the scan reports them.
+const (
+	FolderOK          = ""
+	FolderNoSeparator = "no-separator" // no "--" in the name
+	FolderBadType     = "bad-type"     // the type is not model, dataset or space
+)
+
+// ParseRepoFolderName parses a repo folder name as the scan does: split
+// once at the first "--"; the type is the first part minus its last
+// character ("models" -> "model"); the id is the rest with every "--"
+// turned into "/" ("models--" is repo id "", and accepted).
+func ParseRepoFolderName(name string) (repoType, repoID, problem string) {
+	sep := strings.Index(name, "--")
+	if sep < 0 {
+		return "", "", FolderNoSeparator
+	}
+	repoType = name[:sep]
+	if repoType != "" {
+		_, size := utf8.DecodeLastRuneInString(repoType)
+		repoType = repoType[:len(repoType)-size]
+	}
+	repoID = strings.ReplaceAll(name[sep+2:], "--", "/")
+	if repoType != "dataset" && repoType != "model" && repoType != "space" {
+		return repoType, repoID, FolderBadType
+	}
+	return repoType, repoID, FolderOK
 }
 
 // ListEntries lists a directory's names in OS order (what Scan walks).

@@ -184,29 +184,55 @@ const (
 	renameWhiteout  = 1 << 2
 )
 
+// renameAction is what a rename asks for.
+type renameAction int
+
+const (
+	renameRefused renameAction = iota
+	renameTrash                // a revision or repo into .trash
+	renameRestore              // a receipt out of .trash
+)
+
+// decideRename says what a rename of (from, name) to (to, newName) does,
+// given what name is in the current model (found tells whether it is
+// there at all). Only revisions and repos go into .trash; only receipts
+// come out; unknown flags are refused, never ignored.
+func decideRename(from, to views.Loc, src views.Entry, found bool, flags uint32, hasTrash bool) (renameAction, syscall.Errno) {
+	if flags&^renameNoReplace != 0 {
+		return renameRefused, syscall.EINVAL // RENAME_EXCHANGE, RENAME_WHITEOUT, ...
+	}
+	switch {
+	case to.Role == views.RoleTrash && hasTrash:
+		if !found {
+			return renameRefused, syscall.ENOENT
+		}
+		if src.Role != views.RoleRevision && src.Role != views.RoleRepo {
+			return renameRefused, syscall.EPERM // only revisions and repos can be trashed
+		}
+		return renameTrash, 0
+	case from.Role == views.RoleTrash && hasTrash:
+		return renameRestore, 0
+	case to.Role == views.RoleTrash || from.Role == views.RoleTrashReceipt || to.Role == views.RoleTrashReceipt:
+		return renameRefused, syscall.EPERM
+	}
+	return renameRefused, syscall.EROFS
+}
+
 // Rename deletes through .trash (a revision or repo moved in) and restores
 // from it (a held receipt moved back); everything else is refused.
 func (n *dirNode) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
-	if flags&^renameNoReplace != 0 {
-		return syscall.EINVAL // RENAME_EXCHANGE, RENAME_WHITEOUT: never silently ignored
-	}
 	np, ok := newParent.(*dirNode)
 	if !ok {
 		return syscall.EROFS
 	}
 	tr := n.st.trasher
-	switch {
-	case np.loc.Role == views.RoleTrash && tr != nil:
-		if !n.wait(ctx) {
-			return syscall.EINTR
-		}
-		e, ok := n.st.Model().Lookup(n.loc, name)
-		if !ok {
-			return syscall.ENOENT
-		}
-		if e.Role != views.RoleRevision && e.Role != views.RoleRepo {
-			return syscall.EPERM // only revisions and repos can be trashed
-		}
+	if np.loc.Role == views.RoleTrash && !n.wait(ctx) {
+		return syscall.EINTR
+	}
+	e, found := n.st.Model().Lookup(n.loc, name)
+	action, errno := decideRename(n.loc, np.loc, e, found, flags, tr != nil)
+	switch action {
+	case renameTrash:
 		if e.Role == views.RoleRepo && !n.st.waitRepo(ctx, e.Loc.Folder) {
 			return syscall.EINTR
 		}
@@ -215,16 +241,14 @@ func (n *dirNode) Rename(ctx context.Context, name string, newParent gofs.InodeE
 			n.st.afterRename(prev, next, map[*dirNode][]string{np: {newName}, n: {name}})
 		}
 		return errno
-	case n.loc.Role == views.RoleTrash && tr != nil:
+	case renameRestore:
 		prev, next, errno := tr.Restore(ctx, name, np.loc, newName)
 		if errno == 0 {
 			n.st.afterRename(prev, next, map[*dirNode][]string{np: {newName}, n: {name}})
 		}
 		return errno
-	case np.loc.Role == views.RoleTrash || n.loc.Role == views.RoleTrashReceipt || np.loc.Role == views.RoleTrashReceipt:
-		return syscall.EPERM
 	}
-	return syscall.EROFS
+	return errno
 }
 
 func (n *dirNode) OnForget() { n.st.untrack(n) }

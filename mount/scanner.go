@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -78,15 +77,11 @@ func (s *scanner) skeleton() (*views.Model, error) {
 // placeholder parses a folder name the way the scan does, without
 // touching the disk.
 func placeholder(cacheDir, name string) *cachecore.RepoInfo {
-	typ, id, ok := strings.Cut(name, "--")
-	if !ok || len(typ) < 2 {
+	typ, id, problem := cachecore.ParseRepoFolderName(name)
+	if problem != cachecore.FolderOK {
 		return nil
 	}
-	typ = typ[:len(typ)-1]
-	if typ != "model" && typ != "dataset" && typ != "space" {
-		return nil
-	}
-	return &cachecore.RepoInfo{RepoID: strings.ReplaceAll(id, "--", "/"), RepoType: typ, RepoPath: cacheDir + "/" + name}
+	return &cachecore.RepoInfo{RepoID: id, RepoType: typ, RepoPath: cacheDir + "/" + name}
 }
 
 // waitRepo blocks until a folder's scan is in the current model.

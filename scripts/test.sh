@@ -36,3 +36,14 @@ echo "== go vet"
 go vet ./...
 echo "== go test (race detector on)"
 go test -race -timeout 40m -p 1 -count=1 "$@" ./...
+
+# Fuzzing, a fixed budget per target (FUZZTIME=0 skips; the seed corpora
+# in */testdata/fuzz run as plain tests above either way).
+FUZZTIME=${FUZZTIME:-30s}
+if [ "$FUZZTIME" != 0 ] && [ $# -eq 0 ]; then
+  for target in "FuzzParseRepoFolderName ./cachecore" "FuzzRefContent ./cachecore" "FuzzLsFilter ." "FuzzDecideRename ./fs"; do
+    set -- $target
+    echo "== fuzz $1 ($FUZZTIME)"
+    go test -run='^$' -fuzz="^$1\$" -fuzztime="$FUZZTIME" "$2"
+  done
+fi
