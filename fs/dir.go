@@ -99,17 +99,18 @@ func (n *dirNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHan
 	if !n.wait(ctx) {
 		return nil, 0, syscall.EINTR
 	}
-	entries, ok := n.st.Model().ReadDir(n.loc)
-	if !ok {
-		return nil, 0, syscall.ENOENT
-	}
 	var fuseFlags uint32
-	if n.loc.Role == views.RoleRevision || n.loc.Role == views.RoleRevSubdir {
-		// Revision contents only grow while a download completes them;
-		// the refresher invalidates the cached listing when they do.
+	switch n.loc.Role {
+	case views.RoleTrash, views.RoleTrashReceipt, views.RoleAssets:
+		// Listed live (receipts, the assets folder): never cached.
+	default:
+		// Listings come from the model; when a new model changes one, the
+		// refresher invalidates the kernel's cached copy (State.Invalidate).
 		fuseFlags = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
 	}
-	return &dirHandle{node: n, entries: entries}, fuseFlags, 0
+	// The listing is made on the first read: with a cached listing the
+	// kernel opens the folder but never reads it.
+	return &dirHandle{node: n}, fuseFlags, 0
 }
 
 func (n *dirNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -266,8 +267,22 @@ func (n *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno
 // READDIRPLUS lookups from the same listing.
 type dirHandle struct {
 	node    *dirNode
+	loaded  bool
 	entries []views.Entry
 	pos     int
+}
+
+// load lists the folder once per handle.
+func (h *dirHandle) load() syscall.Errno {
+	if h.loaded {
+		return 0
+	}
+	entries, ok := h.node.st.Model().ReadDir(h.node.loc)
+	if !ok {
+		return syscall.ENOENT
+	}
+	h.entries, h.loaded = entries, true
+	return 0
 }
 
 var (
@@ -277,6 +292,9 @@ var (
 )
 
 func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if errno := h.load(); errno != 0 {
+		return nil, errno
+	}
 	if h.pos >= len(h.entries) {
 		return nil, 0
 	}
@@ -286,6 +304,9 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 }
 
 func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if errno := h.load(); errno != 0 {
+		return errno
+	}
 	if off > uint64(len(h.entries)) {
 		return syscall.EINVAL
 	}
@@ -294,6 +315,9 @@ func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 }
 
 func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if errno := h.load(); errno != 0 {
+		return nil, errno
+	}
 	i := sort.Search(len(h.entries), func(i int) bool { return h.entries[i].Name >= name })
 	if i == len(h.entries) || h.entries[i].Name != name {
 		return h.node.Lookup(ctx, name, out)

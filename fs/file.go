@@ -29,9 +29,21 @@ var (
 	_ = (gofs.NodeRemovexattrer)((*fileNode)(nil))
 )
 
-func (n *fileNode) setEntry(e views.Entry) { n.entry.Store(&e) }
+// setEntry keeps the entry a lookup found; an unchanged one is not copied
+// again (a walk looks every file up).
+func (n *fileNode) setEntry(e views.Entry) {
+	if cur := n.entry.Load(); cur != nil && cur.Nlink == e.Nlink && cur.File == e.File && cur.Real == e.Real && cur.Size == e.Size {
+		return
+	}
+	n.entry.Store(&e)
+}
 
-func (n *dirNode) setEntry(e views.Entry) { n.entry.Store(&e) }
+func (n *dirNode) setEntry(e views.Entry) {
+	if cur := n.entry.Load(); cur != nil && cur.Loc == e.Loc && cur.Mtime.Equal(e.Mtime) {
+		return
+	}
+	n.entry.Store(&e)
+}
 
 func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND|syscall.O_CREAT) != 0 {

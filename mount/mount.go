@@ -165,6 +165,14 @@ func Start(mountpoint string, o Options, logger *log.Logger) (*Mount, error) {
 		MaxReadAhead: 1 << 20,
 		// Extended attributes are served; ACLs and security labels are not.
 		IgnoreSecurityLabels: true,
+		// With POSIX ACLs on, the kernel asks for an inode's ACL once and
+		// caches the answer ("none"): ls -l otherwise costs one GETXATTR
+		// round trip per file, every time.
+		EnableAcl: true,
+		// READDIRPLUS only where the names are then looked up (ls -l), plain
+		// READDIR for walks that need names and types only (find): no node
+		// is made for a file nobody stats.
+		ExtraCapabilities: fuse.CAP_READDIRPLUS_AUTO,
 	}
 	if o.AllowOther {
 		mountOpts.Options = append(mountOpts.Options, "default_permissions")

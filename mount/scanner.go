@@ -218,13 +218,12 @@ func (s *scanner) publishStore() (prev, next *views.Model) {
 	s.changed = false
 	var entries []cachecore.EntryScan
 	var placeholders []*cachecore.RepoInfo
-	var ready []chan struct{}
+	var ready []string // folders whose scan this model brings
 	for _, name := range s.names {
 		if res, ok := s.scans[name]; ok {
 			entries = append(entries, res)
-			if ch, ok := s.pending[name]; ok {
-				ready = append(ready, ch)
-				delete(s.pending, name)
+			if _, ok := s.pending[name]; ok {
+				ready = append(ready, name)
 			}
 		} else if p := placeholder(s.cacheDir, name); p != nil {
 			placeholders = append(placeholders, p)
@@ -241,9 +240,15 @@ func (s *scanner) publishStore() (prev, next *views.Model) {
 	}
 	next = views.Build(gen, info, s.inos, s.viewOpts, s.mountTime)
 	prev = s.state.Store(next)
-	for _, ch := range ready {
-		close(ch)
+	// Only now: a waiter released earlier would see the placeholder.
+	s.mu.Lock()
+	for _, name := range ready {
+		if ch, ok := s.pending[name]; ok {
+			close(ch)
+			delete(s.pending, name)
+		}
 	}
+	s.mu.Unlock()
 	return prev, next
 }
 

@@ -337,10 +337,10 @@ func Root() Loc { return Loc{Role: RoleRoot} }
 
 // RootEntry describes the mount root.
 func (m *Model) RootEntry() Entry {
-	return m.dirEntry("", Root(), "d:/", m.mountTime)
+	return m.dirEntry("", Root(), rootKey, m.mountTime)
 }
 
-func (m *Model) dirEntry(name string, loc Loc, key string, mtime time.Time) Entry {
+func (m *Model) dirEntry(name string, loc Loc, key InoKey, mtime time.Time) Entry {
 	// st_nlink 1 on folders means "unknown" to find and fts (as on btrfs):
 	// counting sub-folders would cost a listing per lookup.
 	return Entry{Name: name, Kind: KindDir, Role: loc.Role, Ino: m.inos.Get(key), Nlink: 1, Mode: 0o555,
@@ -492,18 +492,18 @@ func (m *Model) Lookup(parent Loc, name string) (Entry, bool) {
 		switch name {
 		case "models", "datasets", "spaces":
 			typ := TypeDirs[name]
-			return m.dirEntry(name, Loc{Role: RoleType, Type: typ}, "d:/"+name, m.mountTime), true
+			return m.dirEntry(name, Loc{Role: RoleType, Type: typ}, InoKey{Kind: 't', A: name}, m.mountTime), true
 		case NameBySize:
-			return m.dirEntry(name, Loc{Role: RoleBySize}, "d:/"+name, m.mountTime), true
+			return m.dirEntry(name, Loc{Role: RoleBySize}, InoKey{Kind: 't', A: name}, m.mountTime), true
 		case NameAssets:
 			return m.assetEntry(name, "")
 		case NameTrash:
 			if m.opts.ReadOnly {
 				return Entry{}, false
 			}
-			return m.dirEntry(name, Loc{Role: RoleTrash}, "d:/"+name, m.mountTime), true
+			return m.dirEntry(name, Loc{Role: RoleTrash}, InoKey{Kind: 't', A: name}, m.mountTime), true
 		case NameStatus:
-			return Entry{Name: name, Kind: KindFile, Role: RoleStatusFile, Ino: m.inos.Get("s:/" + name), Nlink: 1, Mode: 0o444,
+			return Entry{Name: name, Kind: KindFile, Role: RoleStatusFile, Ino: m.inos.Get(InoKey{Kind: 't', A: name}), Nlink: 1, Mode: 0o444,
 				Atime: m.Built, Mtime: m.Built, Ctime: m.Built}, true
 		}
 	case RoleType, RoleRepo:
@@ -517,7 +517,7 @@ func (m *Model) Lookup(parent Loc, name string) (Entry, bool) {
 			if name == NameCommit {
 				loc.Role = RoleCommits
 			}
-			return m.dirEntry(name, loc, "d:/"+rv.display+"/"+name, rv.lastMod), true
+			return m.dirEntry(name, loc, InoKey{Kind: 'R', A: rv.folder, B: name}, rv.lastMod), true
 		}
 		child := c.child(name)
 		if child == nil {
@@ -529,7 +529,7 @@ func (m *Model) Lookup(parent Loc, name string) (Entry, bool) {
 			loc.Role, loc.Folder = RoleRepo, child.repo.folder
 			mtime = child.repo.lastMod
 		}
-		e := m.dirEntry(name, loc, "d:/"+typeFolder(parent.Type)+"/"+child.path, mtime)
+		e := m.dirEntry(name, loc, InoKey{Kind: 'o', A: parent.Type, B: child.path}, mtime)
 		if child.repo != nil {
 			e.Atime = child.repo.lastAcc
 		}
@@ -546,11 +546,11 @@ func (m *Model) Lookup(parent Loc, name string) (Entry, bool) {
 			// A by-ref folder is its own inode per (ref, commit): a moved
 			// ref is a new folder, and whoever holds the old one keeps
 			// the revision it showed.
-			return m.dirEntry(name, loc, "d:/"+rv.display+"/by-ref/"+ref+"@"+commit, floatTime(v.rev.LastModified)), true
+			return m.dirEntry(name, loc, InoKey{Kind: 'v', A: rv.folder, B: ref, C: commit}, floatTime(v.rev.LastModified)), true
 		}
 		if _, ok := rv.refDirs[ref]; ok {
 			loc := Loc{Role: RoleRefs, Type: parent.Type, Folder: rv.folder, Sub: ref}
-			return m.dirEntry(name, loc, "d:/"+rv.display+"/by-ref/"+ref, rv.lastMod), true
+			return m.dirEntry(name, loc, InoKey{Kind: 'p', A: rv.folder, B: ref}, rv.lastMod), true
 		}
 	case RoleCommits:
 		rv := m.repos[parent.Folder]
@@ -559,7 +559,7 @@ func (m *Model) Lookup(parent Loc, name string) (Entry, bool) {
 		}
 		if v, ok := rv.revs[name]; ok {
 			loc := Loc{Role: RoleRevision, Type: parent.Type, Folder: rv.folder, Commit: name}
-			return m.dirEntry(name, loc, "d:/"+rv.display+"/by-commit/"+name, floatTime(v.rev.LastModified)), true
+			return m.dirEntry(name, loc, InoKey{Kind: 'c', A: rv.folder, B: name}, floatTime(v.rev.LastModified)), true
 		}
 	case RoleRevision, RoleRevSubdir:
 		rv := m.repos[parent.Folder]
@@ -576,10 +576,7 @@ func (m *Model) Lookup(parent Loc, name string) (Entry, bool) {
 		if ch.file == nil {
 			sub := joinPath(parent.Sub, name)
 			loc := Loc{Role: RoleRevSubdir, Type: parent.Type, Folder: parent.Folder, Commit: parent.Commit, Sub: sub, ViaRef: parent.ViaRef}
-			key := "d:/" + rv.display + "/by-commit/" + parent.Commit + "/" + sub
-			if parent.ViaRef != "" {
-				key = "d:/" + rv.display + "/by-ref/" + parent.ViaRef + "@" + parent.Commit + "/" + sub
-			}
+			key := InoKey{Kind: 's', A: rv.folder, B: parent.Commit, C: sub, D: parent.ViaRef}
 			return m.dirEntry(name, loc, key, floatTime(v.rev.LastModified)), true
 		}
 		return m.fileEntry(rv, ch.file), true
@@ -587,7 +584,7 @@ func (m *Model) Lookup(parent Loc, name string) (Entry, bool) {
 		for _, l := range m.bySize {
 			if l.name == name {
 				t := l.repo.lastMod
-				return Entry{Name: name, Kind: KindSymlink, Role: RoleBySizeLink, Ino: m.inos.Get("l:" + l.repo.folder + "/" + name),
+				return Entry{Name: name, Kind: KindSymlink, Role: RoleBySizeLink, Ino: m.inos.Get(InoKey{Kind: 'l', A: l.repo.folder, B: name}),
 					Nlink: 1, Mode: 0o777, Size: int64(len(l.target)), Target: l.target, Atime: t, Mtime: t, Ctime: t}, true
 			}
 		}
@@ -605,7 +602,7 @@ func (m *Model) Lookup(parent Loc, name string) (Entry, bool) {
 		if fi, err := os.Stat(file); err == nil {
 			mtime = fi.ModTime()
 		}
-		return m.dirEntry(name, Loc{Role: RoleTrashReceipt, Path: name}, "t:/"+name, mtime), true
+		return m.dirEntry(name, Loc{Role: RoleTrashReceipt, Path: name}, InoKey{Kind: 'T', A: name}, mtime), true
 	case RoleTrashReceipt:
 		if name != ReceiptFileName || m.opts.Receipts == nil {
 			return Entry{}, false
@@ -616,7 +613,7 @@ func (m *Model) Lookup(parent Loc, name string) (Entry, bool) {
 			return Entry{}, false
 		}
 		t := fi.ModTime()
-		return Entry{Name: name, Kind: KindFile, Role: RoleReceiptFile, Ino: m.inos.Get("t:/" + parent.Path + "/" + name + "@" + file),
+		return Entry{Name: name, Kind: KindFile, Role: RoleReceiptFile, Ino: m.inos.Get(InoKey{Kind: 'r', A: parent.Path, B: file}),
 			Nlink: 1, Mode: 0o444, Size: fi.Size(), Blocks: (fi.Size() + 511) / 512, Atime: t, Mtime: t, Ctime: t, Real: file}, true
 	}
 	return Entry{}, false
@@ -628,7 +625,7 @@ func (m *Model) fileEntry(rv *repoView, f *cachecore.FileInfo) Entry {
 	b := f.Blob
 	e := Entry{
 		Name: path.Base(f.RelPath), Kind: KindFile, Role: RoleRevisionFile,
-		Ino:   m.inos.Get("f:" + rv.folder + ":" + f.BlobPath),
+		Ino:   m.inos.Get(InoKey{Kind: 'f', A: rv.folder, B: f.BlobPath}),
 		Nlink: max(1, rv.nlink[f.BlobPath]), Mode: 0o444,
 		Size: b.Size, Blocks: b.Blocks,
 		Atime: floatTime(b.Atime), Mtime: floatTime(b.Mtime), Ctime: floatTime(b.Ctime),
@@ -651,7 +648,7 @@ func (m *Model) assetEntry(name, rel string) (Entry, bool) {
 	loc := Loc{Role: RoleAssets, Path: rel}
 	if m.opts.AssetsDir == "" {
 		if rel == "" {
-			return m.dirEntry(name, loc, "d:/assets", m.mountTime), true
+			return m.dirEntry(name, loc, InoKey{Kind: 't', A: name}, m.mountTime), true
 		}
 		return Entry{}, false
 	}
@@ -659,12 +656,12 @@ func (m *Model) assetEntry(name, rel string) (Entry, bool) {
 	var st syscall.Stat_t
 	if err := syscall.Lstat(real, &st); err != nil {
 		if rel == "" {
-			return m.dirEntry(name, loc, "d:/assets", m.mountTime), true
+			return m.dirEntry(name, loc, InoKey{Kind: 't', A: name}, m.mountTime), true
 		}
 		return Entry{}, false
 	}
 	t := func(ts syscall.Timespec) time.Time { return time.Unix(ts.Sec, ts.Nsec) }
-	e := Entry{Name: name, Role: RoleAssets, Ino: m.inos.Get("a:/" + rel), Nlink: uint32(st.Nlink), Mode: st.Mode & 0o555,
+	e := Entry{Name: name, Role: RoleAssets, Ino: m.inos.Get(InoKey{Kind: 'a', A: rel}), Nlink: uint32(st.Nlink), Mode: st.Mode & 0o555,
 		Size: st.Size, Blocks: st.Blocks, Atime: t(st.Atim), Mtime: t(st.Mtim), Ctime: t(st.Ctim), Real: real, Loc: loc}
 	switch st.Mode & syscall.S_IFMT {
 	case syscall.S_IFDIR:
