@@ -86,8 +86,20 @@ func run(env *cliEnv, args []string) int {
 		printUsage(env.stderr)
 		return 2
 	}
-	err := cmd.run(env, args[1:])
-	return reportError(env, cmd, err)
+	return reportError(env, cmd, runCommand(env, cmd, args[1:]))
+}
+
+// runCommand runs a command; a panic becomes an error message, not a
+// trace (HFCACHEFS_DEBUG=1 keeps the trace for bug reports).
+func runCommand(env *cliEnv, cmd *command, args []string) (err error) {
+	if env.getenv("HFCACHEFS_DEBUG") == "" {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("internal error: %v (set HFCACHEFS_DEBUG=1 for the trace, and please report it)", r)
+			}
+		}()
+	}
+	return cmd.run(env, args)
 }
 
 const version = "0.1.0"
