@@ -21,6 +21,18 @@ func (e *NotADirectoryError) Error() string {
 type CorruptedCacheError struct {
 	RepoPath string // the top-level entry the warning is about
 	Message  string
+	// Redacted, when set, is Message without the bytes it quotes from
+	// files outside the cache (a ref symlinked to /etc/passwd): what a
+	// mount may serve to other users.
+	Redacted string
+}
+
+// Safe is the message with nothing read from outside the cache in it.
+func (e *CorruptedCacheError) Safe() string {
+	if e.Redacted != "" {
+		return e.Redacted
+	}
+	return e.Message
 }
 
 func (e *CorruptedCacheError) Error() string { return e.Message }

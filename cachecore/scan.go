@@ -206,10 +206,11 @@ type repoScanner struct {
 	r                        *resolver
 	blobs                    map[string]*BlobStat // by resolved path
 	notices                  []Notice
-	copied, absolute         int    // files in no-symlink mode, absolute links
-	realRepo                 string // the repo folder resolved
-	realBlobs                string // <realRepo>/blobs when that is a real folder
-	plainDepth               int    // depth below a revision with no symlinked folder on the way; -1 if not
+	copied, absolute         int               // files in no-symlink mode, absolute links
+	realRepo                 string            // the repo folder resolved
+	realBlobs                string            // <realRepo>/blobs when that is a real folder
+	plainDepth               int               // depth below a revision with no symlinked folder on the way; -1 if not
+	outsideRefs              map[string]string // ref contents read through a symlink leaving the cache -> its target
 }
 
 func corrupted(format string, args ...any) error {
@@ -334,7 +335,19 @@ func (s *repoScanner) scan() (*RepoInfo, error) {
 		repo.Revisions = append(repo.Revisions, rev)
 	}
 	if len(refsByHash) > 0 {
-		return nil, corrupted("Reference(s) refer to missing commit hashes: %s (%s).", pyDictOfSets(refsByHash), repoPath)
+		const format = "Reference(s) refer to missing commit hashes: %s (%s)."
+		err := &CorruptedCacheError{Message: fmt.Sprintf(format, pyDictOfSets(refsByHash), repoPath)}
+		if len(s.outsideRefs) > 0 {
+			safe := map[string][]string{}
+			for hash, names := range refsByHash {
+				if target, ok := s.outsideRefs[hash]; ok {
+					hash = "<the content of " + target + ", outside the cache: not shown>"
+				}
+				safe[hash] = append(safe[hash], names...)
+			}
+			err.Redacted = fmt.Sprintf(format, pyDictOfSets(safe), repoPath)
+		}
+		return nil, err
 	}
 	sort.Slice(repo.Revisions, func(i, j int) bool { return repo.Revisions[i].CommitHash < repo.Revisions[j].CommitHash })
 
@@ -404,6 +417,13 @@ func (s *repoScanner) walkRefs(dir, rel string, add func(name, hash string)) err
 				return fmt.Errorf("ref %s is not a readable regular file", path)
 			}
 		}
+		var outside string
+		if !e.Type().IsRegular() {
+			if real, err := s.r.realpath(path); err == nil && !isWithin(real, s.cacheDir) {
+				outside = real
+				s.notice(path, NoticeOutsideCache, "ref is a symlink resolving outside the cache directory (%s): huggingface_hub reads it as a commit hash", real)
+			}
+		}
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return err
@@ -411,6 +431,12 @@ func (s *repoScanner) walkRefs(dir, rel string, add func(name, hash string)) err
 		content, err := RefContent(data)
 		if err != nil {
 			return fmt.Errorf("ref %s: %w", path, err)
+		}
+		if outside != "" {
+			if s.outsideRefs == nil {
+				s.outsideRefs = map[string]string{}
+			}
+			s.outsideRefs[content] = outside
 		}
 		add(relName, content)
 	}

@@ -16,11 +16,31 @@ import (
 // the current model for everything else.
 type dirNode struct {
 	gofs.Inode
-	st     *State
+	st    *State
+	here  atomic.Pointer[place]
+	entry atomic.Pointer[views.Entry]
+}
+
+// place is what a folder is and where it was found. A rename through
+// .trash swaps it: the kernel moved the dentry, and the moved folder must
+// serve its new part at once.
+type place struct {
 	loc    views.Loc
-	parent views.Loc // where this folder was found, and as what name
+	parent views.Loc // the folder it was found in, and as what name
 	name   string
-	entry  atomic.Pointer[views.Entry]
+}
+
+func newDirNode(s *State, p place) *dirNode {
+	n := &dirNode{st: s}
+	n.here.Store(&p)
+	return n
+}
+
+func (n *dirNode) at() *place { return n.here.Load() }
+
+func (n *dirNode) moveTo(p place) {
+	n.here.Store(&p)
+	n.entry.Store(nil)
 }
 
 var (
@@ -46,13 +66,13 @@ var (
 
 // wait blocks until what this folder shows has been scanned.
 func (n *dirNode) wait(ctx context.Context) bool {
-	switch n.loc.Role {
+	switch n.at().loc.Role {
 	case views.RoleBySize:
 		return n.st.waitFull(ctx)
 	case views.RoleRoot, views.RoleType, views.RoleAssets, views.RoleTrash:
 		return true
 	}
-	return n.st.waitRepo(ctx, n.loc.Folder)
+	return n.st.waitRepo(ctx, n.at().loc.Folder)
 }
 
 // self is this folder's entry in the current model (a repo folder's once
@@ -60,16 +80,16 @@ func (n *dirNode) wait(ctx context.Context) bool {
 // (a by-ref folder keeps its pinned revision).
 func (n *dirNode) self(ctx context.Context) (views.Entry, bool) {
 	m := n.st.Model()
-	if n.loc.Role == views.RoleRoot {
+	if n.at().loc.Role == views.RoleRoot {
 		return m.RootEntry(), true
 	}
-	if n.loc.Role == views.RoleRepo && n.st.pending(n.loc.Folder) {
-		if !n.st.waitRepo(ctx, n.loc.Folder) {
+	if n.at().loc.Role == views.RoleRepo && n.st.pending(n.at().loc.Folder) {
+		if !n.st.waitRepo(ctx, n.at().loc.Folder) {
 			return views.Entry{}, false
 		}
 		m = n.st.Model()
 	}
-	if e, ok := m.Lookup(n.parent, n.name); ok && e.Loc == n.loc {
+	if e, ok := m.Lookup(n.at().parent, n.at().name); ok && e.Loc == n.at().loc {
 		return e, true
 	}
 	e := n.entry.Load()
@@ -83,7 +103,7 @@ func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if !n.wait(ctx) {
 		return nil, syscall.EINTR
 	}
-	e, ok := n.st.Model().Lookup(n.loc, name)
+	e, ok := n.st.Model().Lookup(n.at().loc, name)
 	if !ok {
 		return nil, syscall.ENOENT
 	}
@@ -100,17 +120,23 @@ func (n *dirNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHan
 		return nil, 0, syscall.EINTR
 	}
 	var fuseFlags uint32
-	switch n.loc.Role {
-	case views.RoleTrash, views.RoleTrashReceipt, views.RoleAssets:
+	m := n.st.Model()
+	loc := n.at().loc
+	switch {
+	case loc.Role == views.RoleTrash, loc.Role == views.RoleTrashReceipt, loc.Role == views.RoleAssets:
 		// Listed live (receipts, the assets folder): never cached.
+	case m.IsEmptyDir(loc):
+		// The kernel keeps an empty cached listing until the folder's
+		// mtime changes (there is no page to invalidate), and ours may not.
 	default:
 		// Listings come from the model; when a new model changes one, the
 		// refresher invalidates the kernel's cached copy (State.Invalidate).
 		fuseFlags = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
 	}
-	// The listing is made on the first read: with a cached listing the
-	// kernel opens the folder but never reads it.
-	return &dirHandle{node: n}, fuseFlags, 0
+	// The listing is made on the first read, from the model the flags were
+	// chosen by: with a cached listing the kernel opens the folder but
+	// never reads it.
+	return &dirHandle{node: n, model: m, loc: loc}, fuseFlags, 0
 }
 
 func (n *dirNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -119,6 +145,7 @@ func (n *dirNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Attr
 		return syscall.ENOENT
 	}
 	n.st.fillAttr(e, &out.Attr)
+	out.Ino = n.StableAttr().Ino // a folder moved through .trash keeps its number
 	out.SetTimeout(n.st.timeout(e))
 	return 0
 }
@@ -164,15 +191,15 @@ func (n *dirNode) Link(context.Context, gofs.InodeEmbedder, string, *fuse.EntryO
 
 // Unlink is refused but for a .trash receipt (rm -r .trash/NAME).
 func (n *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
-	if n.loc.Role == views.RoleTrashReceipt && name == views.ReceiptFileName && n.st.trasher != nil {
-		return n.st.trasher.Drop(ctx, n.loc.Path)
+	if n.at().loc.Role == views.RoleTrashReceipt && name == views.ReceiptFileName && n.st.trasher != nil {
+		return n.st.trasher.Drop(ctx, n.at().loc.Path)
 	}
 	return syscall.EROFS
 }
 
 // Rmdir is refused but for an emptied .trash receipt folder.
 func (n *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
-	if n.loc.Role == views.RoleTrash && n.st.trasher != nil {
+	if n.at().loc.Role == views.RoleTrash && n.st.trasher != nil {
 		return n.st.trasher.Forget(ctx, name)
 	}
 	return syscall.EROFS
@@ -227,11 +254,11 @@ func (n *dirNode) Rename(ctx context.Context, name string, newParent gofs.InodeE
 		return syscall.EROFS
 	}
 	tr := n.st.trasher
-	if np.loc.Role == views.RoleTrash && !n.wait(ctx) {
+	if np.at().loc.Role == views.RoleTrash && !n.wait(ctx) {
 		return syscall.EINTR
 	}
-	e, found := n.st.Model().Lookup(n.loc, name)
-	action, errno := decideRename(n.loc, np.loc, e, found, flags, tr != nil)
+	e, found := n.st.Model().Lookup(n.at().loc, name)
+	action, errno := decideRename(n.at().loc, np.at().loc, e, found, flags, tr != nil)
 	switch action {
 	case renameTrash:
 		if e.Role == views.RoleRepo && !n.st.waitRepo(ctx, e.Loc.Folder) {
@@ -239,12 +266,24 @@ func (n *dirNode) Rename(ctx context.Context, name string, newParent gofs.InodeE
 		}
 		prev, next, errno := tr.Trash(ctx, e, newName, flags&renameNoReplace != 0)
 		if errno == 0 {
+			// The kernel moves the folder's dentry into .trash when we
+			// answer: from then on it is the receipt.
+			n.st.moved(n, name, e, place{loc: views.Loc{Role: views.RoleTrashReceipt, Path: newName}, parent: np.at().loc, name: newName})
 			n.st.afterRename(prev, next, map[*dirNode][]string{np: {newName}, n: {name}})
 		}
 		return errno
 	case renameRestore:
-		prev, next, errno := tr.Restore(ctx, name, np.loc, newName)
+		src, _ := n.st.Model().Lookup(n.at().loc, name)
+		prev, next, errno := tr.Restore(ctx, name, np.at().loc, newName)
 		if errno == 0 {
+			// The moved folder shows the restored revision or repo if the
+			// name the user gave is its name, and nothing otherwise (the
+			// receipt is gone) until the kernel forgets it.
+			to := place{loc: views.Loc{Role: views.RoleTrashReceipt, Path: name}, parent: np.at().loc, name: newName}
+			if back, ok := next.Lookup(np.at().loc, newName); ok && back.Kind == views.KindDir {
+				to.loc = back.Loc
+			}
+			n.st.moved(n, name, src, to)
 			n.st.afterRename(prev, next, map[*dirNode][]string{np: {newName}, n: {name}})
 		}
 		return errno
@@ -267,6 +306,8 @@ func (n *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno
 // READDIRPLUS lookups from the same listing.
 type dirHandle struct {
 	node    *dirNode
+	model   *views.Model
+	loc     views.Loc
 	loaded  bool
 	entries []views.Entry
 	pos     int
@@ -277,7 +318,7 @@ func (h *dirHandle) load() syscall.Errno {
 	if h.loaded {
 		return 0
 	}
-	entries, ok := h.node.st.Model().ReadDir(h.node.loc)
+	entries, ok := h.model.ReadDir(h.loc)
 	if !ok {
 		return syscall.ENOENT
 	}

@@ -23,7 +23,7 @@ func (s *State) child(ctx context.Context, parent *dirNode, e views.Entry, out *
 	var dn *dirNode
 	switch e.Kind {
 	case views.KindDir:
-		dn = &dirNode{st: s, loc: e.Loc, parent: parent.loc, name: e.Name}
+		dn = newDirNode(s, place{loc: e.Loc, parent: parent.at().loc, name: e.Name})
 		node = dn
 	case views.KindSymlink:
 		node = &linkNode{st: s, target: e.Target}
@@ -39,6 +39,10 @@ func (s *State) child(ctx context.Context, parent *dirNode, e views.Entry, out *
 	case *dirNode:
 		if ops == dn {
 			s.track(dn)
+		} else if ops.at().loc != e.Loc {
+			// A folder moved into or out of .trash keeps its inode number
+			// but now plays the part the model gives it.
+			ops.moveTo(place{loc: e.Loc, parent: parent.at().loc, name: e.Name})
 		}
 		ops.setEntry(e)
 	case *fileNode:

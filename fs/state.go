@@ -86,7 +86,7 @@ func (s *State) Model() *views.Model { return s.model.Load() }
 
 // Root is the root node to mount.
 func (s *State) Root() gofs.InodeEmbedder {
-	return &dirNode{st: s, loc: views.Root()}
+	return newDirNode(s, place{loc: views.Root()})
 }
 
 // Swap installs a new model and invalidates what the kernel may have
@@ -114,7 +114,7 @@ func (s *State) Invalidate(prev, next *views.Model) {
 	s.mu.Unlock()
 	changed := changedFolders(prev, next)
 	for _, n := range nodes {
-		if n.loc.Folder != "" && !changed[n.loc.Folder] {
+		if n.at().loc.Folder != "" && !changed[n.at().loc.Folder] {
 			continue // this repo did not change
 		}
 		invalidateDir(n, prev, next)
@@ -147,8 +147,8 @@ func invalidateDir(n *dirNode, prev, next *views.Model) {
 	if n.Inode.Forgotten() {
 		return
 	}
-	before, _ := prev.ReadDir(n.loc)
-	after, okAfter := next.ReadDir(n.loc)
+	before, _ := prev.ReadDir(n.at().loc)
+	after, okAfter := next.ReadDir(n.at().loc)
 	now := map[string]uint64{}
 	for _, e := range after {
 		now[e.Name] = e.Ino
@@ -183,13 +183,28 @@ func (s *State) untrack(n *dirNode) {
 // moved name now means another inode, and other views changed.
 func (s *State) afterRename(prev, next *views.Model, dirs map[*dirNode][]string) {
 	go func() {
-		s.Invalidate(prev, next)
 		for d, names := range dirs {
 			for _, name := range names {
 				_ = d.NotifyEntry(name)
 			}
 		}
+		s.Invalidate(prev, next)
 	}()
+}
+
+// moved makes the folder a rename through .trash moved (name in parent,
+// shown as src) play its new part at once. Its inode number goes to no
+// one else from now on: the moved inode keeps it, and a folder the kernel
+// sees in two places at once is a stale handle.
+func (s *State) moved(parent *dirNode, name string, src views.Entry, to place) {
+	s.Model().RetireIno(src.Ino)
+	ch := parent.GetChild(name)
+	if ch == nil {
+		return
+	}
+	if d, ok := ch.Operations().(*dirNode); ok {
+		d.moveTo(to)
+	}
 }
 
 // DisablePassthrough makes opens serve reads by splicing (call before

@@ -158,7 +158,7 @@ func Start(mountpoint string, o Options, logger *log.Logger) (*Mount, error) {
 	m.state, m.scanner = state, sc
 	var tr *trasher
 	if store != nil {
-		tr = &trasher{m: m, store: store, logf: logger.Printf}
+		tr = &trasher{m: m, store: store, logf: logger.Printf, held: make(chan struct{}, 1)}
 		state.SetTrasher(tr)
 		m.info.TrashStateDir, m.info.TrashHold, m.info.TrashHoldDir = store.StateDir, o.TrashHold.String(), store.HoldRoot
 	}
@@ -189,7 +189,9 @@ func Start(mountpoint string, o Options, logger *log.Logger) (*Mount, error) {
 	server, err := gofs.Mount(mp, state.Root(), &gofs.Options{
 		MountOptions:   mountOpts,
 		RootStableAttr: &gofs.StableAttr{Ino: 1},
-		Logger:         logger,
+		// A file that is never served shows mode 0000, not go-fuse's 0644.
+		NullPermissions: true,
+		Logger:          logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", mp, err)
@@ -248,7 +250,7 @@ func (m *Mount) status() []byte {
 	}
 	info := m.info
 	info.Passthrough = m.passthrough
-	m.statusJSON, m.statusGen = model.Status(info, m.scanner.keptRepos()), model.Gen
+	m.statusJSON, m.statusGen = model.Status(info, m.scanner.keptRepos(), m.scanner.settlingRefs()), model.Gen
 	return m.statusJSON
 }
 

@@ -19,6 +19,7 @@ type trasher struct {
 	m     *Mount
 	store *trash.Store
 	logf  func(string, ...any)
+	held  chan struct{} // a new hold: the purge loop looks at its expiry
 }
 
 func (t *trasher) Trash(ctx context.Context, src views.Entry, newName string, noReplace bool) (prev, next *views.Model, errno syscall.Errno) {
@@ -53,6 +54,10 @@ func (t *trasher) Trash(ctx context.Context, src views.Entry, newName string, no
 	if err != nil {
 		t.logf("trash %s: %v", newName, err)
 		return prev, next, errnoOf(err)
+	}
+	select {
+	case t.held <- struct{}{}:
+	default:
 	}
 	return prev, next, 0
 }
@@ -114,6 +119,7 @@ func (t *trasher) purgeLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
+		case <-t.held:
 		}
 	}
 }

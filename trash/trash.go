@@ -223,6 +223,13 @@ func (s *Store) Trash(info *cachecore.CacheInfo, sel cachecore.Selection, name s
 	if rep != nil {
 		r.Skipped = rep.Skipped
 	}
+	if err != nil && (rep == nil || len(rep.Deleted) == 0) {
+		// Nothing went: no receipt (the rename fails with the error).
+		if r.HeldIn != "" {
+			_ = os.Remove(r.HeldIn) // only if the failure left it empty
+		}
+		return nil, err
+	}
 	if werr := s.write(r); werr != nil && err == nil {
 		err = werr
 	}

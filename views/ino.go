@@ -37,3 +37,16 @@ func (t *InoTable) Get(key InoKey) uint64 {
 	t.inos[key] = ino
 	return ino
 }
+
+// Retire gives the key holding an inode number a new number on its next
+// use (the old one stays with a folder moved through .trash).
+func (t *InoTable) Retire(ino uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k, v := range t.inos {
+		if v == ino && k != rootKey {
+			delete(t.inos, k)
+			return
+		}
+	}
+}

@@ -363,6 +363,12 @@ func (m *Model) ReadDir(loc Loc) ([]Entry, bool) {
 	return out, true
 }
 
+// IsEmptyDir reports whether a folder lists nothing.
+func (m *Model) IsEmptyDir(loc Loc) bool {
+	names, ok := m.names(loc)
+	return ok && len(names) == 0
+}
+
 // names lists the child names of a location, sorted.
 func (m *Model) names(loc Loc) ([]string, bool) {
 	switch loc.Role {
@@ -484,6 +490,10 @@ func joinPath(a, b string) string {
 	}
 	return a + "/" + b
 }
+
+// RetireIno gives the node holding an inode number a new one on its next
+// lookup (shared by every model of a mount).
+func (m *Model) RetireIno(ino uint64) { m.inos.Retire(ino) }
 
 // Lookup finds a child of a directory.
 func (m *Model) Lookup(parent Loc, name string) (Entry, bool) {

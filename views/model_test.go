@@ -34,7 +34,7 @@ func basicModel(t *testing.T, opts Options) (*Model, *cachecore.CacheInfo) {
 
 func TestFSConformsToIOFS(t *testing.T) {
 	m, _ := basicModel(t, Options{})
-	fsys := FS{Model: m, Status: func() []byte { return m.Status(MountInfo{}, nil) }}
+	fsys := FS{Model: m, Status: func() []byte { return m.Status(MountInfo{}, nil, nil) }}
 	err := fstest.TestFS(fsys,
 		".status.json",
 		"models/acme/tiny-model/by-ref/main/config.json",

@@ -43,24 +43,28 @@ type StatusDoc struct {
 	Notices          []cachecore.Notice        `json:"notices"`
 	IncompleteFiles  []cachecore.IncompleteDoc `json:"incomplete_files"`
 	KeptLastGoodView []string                  `json:"kept_last_good_view"`
+	Settling         []string                  `json:"settling"`
 	Mount            MountInfo                 `json:"mount"`
 }
 
 // Status renders .status.json for this model. kept lists repo folders
-// shown as they last were because they are inconsistent right now.
-func (m *Model) Status(mount MountInfo, kept []string) []byte {
+// shown as they last were because they are inconsistent right now;
+// settling, refs by-ref shows where they were while a download writes.
+func (m *Model) Status(mount MountInfo, kept, settling []string) []byte {
 	doc := StatusDoc{
 		Generation: m.Gen, RefreshedAt: m.Built, Repos: len(m.Info.Repos),
 		SizeOnDisk: m.Info.SizeOnDisk, SizeOnDiskStr: m.Info.SizeOnDiskStr(),
 		Warnings: []string{}, LeftOut: []LeftOut{}, Notices: append([]cachecore.Notice{}, m.Info.Notices...),
-		IncompleteFiles: []cachecore.IncompleteDoc{}, KeptLastGoodView: append([]string{}, kept...), Mount: mount,
+		IncompleteFiles: []cachecore.IncompleteDoc{}, KeptLastGoodView: append([]string{}, kept...),
+		Settling: append([]string{}, settling...), Mount: mount,
 	}
 	for _, r := range m.Info.Repos {
 		doc.Revisions += len(r.Revisions)
 	}
 	for _, w := range m.Info.Warnings {
-		doc.Warnings = append(doc.Warnings, w.Message)
-		doc.LeftOut = append(doc.LeftOut, LeftOut{Path: w.RepoPath, Reason: "huggingface_hub reports it as corrupted: " + w.Message})
+		// Safe(): a mount serves nothing read from outside the cache.
+		doc.Warnings = append(doc.Warnings, w.Safe())
+		doc.LeftOut = append(doc.LeftOut, LeftOut{Path: w.RepoPath, Reason: "huggingface_hub reports it as corrupted: " + w.Safe()})
 	}
 	for _, n := range m.Info.Notices {
 		if n.Kind == cachecore.NoticeScanError {
