@@ -2,10 +2,14 @@ package mount
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"hash/fnv"
 	"io"
+	"maps"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -41,13 +45,41 @@ type scanner struct {
 	kept        []string                 // repos shown as last seen while inconsistent
 	gen         uint64
 	changed     bool
+	shown       map[string]map[string]string // folder -> ref -> commit by-ref showed in the last model
+	settling    map[string]*settleState      // repos whose refs moved while a download may still run
+	heldViews   map[string]heldView          // the repos as shown while settling, reused across models
 }
+
+// settleState is a repo whose refs moved to revisions a download may
+// still be writing: by-ref shows them where they were until the repo has
+// been quiet for settleQuiet with no download writing a blob (or the
+// revisions' trees/<commit>.json says they are complete).
+type settleState struct {
+	fp    uint64            // the repo's fingerprint when last seen changing
+	since time.Time         // when it was last seen changing
+	held  map[string]string // ref -> commit shown instead ("" hides the ref)
+}
+
+type heldView struct {
+	scanned *cachecore.RepoInfo
+	shown   *cachecore.RepoInfo
+}
+
+// settleQuiet is how long a repo whose refs moved must stay unchanged
+// before by-ref follows: longer than the pause between two files of one
+// download, short enough that a finished download shows within 2 s.
+const settleQuiet = time.Second
+
+// settleCheckEvery is how often settling repos are looked at (the full
+// poll may be slower).
+const settleCheckEvery = 250 * time.Millisecond
 
 func newScanner(cacheDir string, inos *views.InoTable, viewOpts views.Options, logf func(string, ...any)) *scanner {
 	return &scanner{
 		cacheDir: cacheDir, inos: inos, viewOpts: viewOpts, mountTime: time.Now(), logf: logf,
 		urgent: make(chan string, 64), full: make(chan struct{}),
 		scans: map[string]cachecore.EntryScan{}, fingerprint: map[string]uint64{}, pending: map[string]chan struct{}{},
+		shown: map[string]map[string]string{}, settling: map[string]*settleState{}, heldViews: map[string]heldView{},
 	}
 }
 
@@ -221,6 +253,14 @@ func (s *scanner) publishStore() (prev, next *views.Model) {
 	var ready []string // folders whose scan this model brings
 	for _, name := range s.names {
 		if res, ok := s.scans[name]; ok {
+			if repo := res.Repo(); repo != nil {
+				if st := s.settling[name]; st != nil {
+					res = res.WithRepo(s.heldRepo(name, repo, st.held))
+				}
+				s.shown[name] = refsOf(res.Repo())
+			} else {
+				delete(s.shown, name)
+			}
 			entries = append(entries, res)
 			if _, ok := s.pending[name]; ok {
 				ready = append(ready, name)
@@ -279,6 +319,7 @@ func (s *scanner) rescanNow(name string) (prev, next *views.Model) {
 		}
 		s.scans[name], s.fingerprint[name] = res, fp
 	}
+	delete(s.settling, name) // what .trash did shows at once
 	s.changed = true
 	s.mu.Unlock()
 	return s.publishStore()
@@ -288,26 +329,56 @@ func (s *scanner) rescanNow(name string) (prev, next *views.Model) {
 func (s *scanner) refresh(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	quick := time.NewTicker(settleCheckEvery)
+	defer quick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.refreshOnce()
+			s.refreshOnce(nil)
+		case <-quick.C:
+			// Between full polls, only the repos a download is settling.
+			if only := s.settlingNames(); len(only) > 0 {
+				s.refreshOnce(only)
+			}
 		}
 	}
+}
+
+func (s *scanner) settlingNames() map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.settling) == 0 {
+		return nil
+	}
+	only := make(map[string]bool, len(s.settling))
+	for name := range s.settling {
+		only[name] = true
+	}
+	return only
 }
 
 // refreshOnce rescans the entries whose fingerprint changed. A repo that
 // was fine and now scans as corrupted (a download wrote its ref before
 // its snapshot) keeps its last good view until it is consistent again.
-func (s *scanner) refreshOnce() {
+// With only set, just those entries are looked at.
+func (s *scanner) refreshOnce(only map[string]bool) {
+	// The kernel hears of it only once workMu is free: a .trash rename
+	// waits for workMu while the kernel holds its folders' locks, which a
+	// notification about those folders waits for.
+	if prev, next := s.refreshStore(only); prev != nil {
+		s.state.Invalidate(prev, next)
+	}
+}
+
+func (s *scanner) refreshStore(only map[string]bool) (prev, next *views.Model) {
 	s.workMu.Lock()
 	defer s.workMu.Unlock()
 	names, err := cachecore.ListEntries(s.cacheDir)
 	if err != nil {
 		s.logf("refresh: %v", err)
-		return
+		return nil, nil
 	}
 	s.mu.Lock()
 	oldScans := s.scans
@@ -318,14 +389,24 @@ func (s *scanner) refreshOnce() {
 	fps := make(map[string]uint64, len(names))
 	var kept []string
 	changed := len(names) != len(oldScans)
+	now := time.Now()
 	for _, name := range names {
+		old, had := oldScans[name]
+		if only != nil && !only[name] && had {
+			scans[name], fps[name] = old, oldFP[name]
+			if wasKept(s.kept, name) {
+				kept = append(kept, name)
+			}
+			continue
+		}
 		fp := fingerprintEntry(s.cacheDir, name)
 		fps[name] = fp
-		old, had := oldScans[name]
 		if had && oldFP[name] == fp {
 			scans[name] = old
 			if wasKept(s.kept, name) {
 				kept = append(kept, name)
+			} else if s.settle(name, old.Repo(), fp, now) {
+				changed = true
 			}
 			continue
 		}
@@ -335,16 +416,171 @@ func (s *scanner) refreshOnce() {
 			res = res.WithRepo(old.Repo())
 			kept = append(kept, name)
 			fps[name] = 0 // look again next time
+		} else {
+			s.settle(name, res.Repo(), fp, now)
 		}
 		scans[name] = res
 	}
+	s.mu.Lock()
+	for name := range s.settling {
+		if _, ok := scans[name]; !ok {
+			delete(s.settling, name) // the repo is gone
+		}
+	}
+	s.mu.Unlock()
 	if !changed {
-		return
+		return nil, nil
 	}
 	s.mu.Lock()
 	s.names, s.scans, s.fingerprint, s.kept, s.changed = names, scans, fps, kept, true
 	s.mu.Unlock()
-	s.publish()
+	return s.publishStore()
+}
+
+// settle decides what by-ref shows of a repo whose refs moved since the
+// last model (a download wrote refs/<ref> before, or while, it wrote the
+// snapshot): the refs stay where they were, or stay hidden if they are
+// new, until the repo has settled. It reports whether that changed.
+func (s *scanner) settle(name string, repo *cachecore.RepoInfo, fp uint64, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.settling[name]
+	if repo == nil {
+		delete(s.settling, name)
+		return st != nil
+	}
+	shown := s.shown[name]
+	held := map[string]string{}
+	var moved []*cachecore.RevisionInfo
+	for _, rev := range repo.Revisions {
+		for _, ref := range rev.Refs {
+			was, ok := shown[ref]
+			if ok && was == rev.CommitHash {
+				continue
+			}
+			if !ok || repo.Revision(was) == nil {
+				was = ""
+			}
+			held[ref] = was
+			moved = append(moved, rev)
+		}
+	}
+	if len(held) == 0 {
+		delete(s.settling, name) // the refs are back where they are shown, or gone
+		return st != nil
+	}
+	settled := treesComplete(repo, moved) ||
+		st != nil && st.fp == fp && now.Sub(st.since) >= settleQuiet && !downloading(repo.RepoPath, now)
+	switch {
+	case settled:
+		delete(s.settling, name)
+		return st != nil
+	case st == nil || st.fp != fp:
+		s.settling[name] = &settleState{fp: fp, since: now, held: held}
+		return st == nil || !maps.Equal(st.held, held)
+	}
+	return false
+}
+
+// treesComplete reports whether trees/<commit>.json (written by
+// snapshot_download before the files) lists no file missing from each
+// revision's snapshot.
+func treesComplete(repo *cachecore.RepoInfo, revs []*cachecore.RevisionInfo) bool {
+	if len(revs) == 0 {
+		return false
+	}
+	for _, rev := range revs {
+		data, err := os.ReadFile(repo.RepoPath + "/trees/" + rev.CommitHash + ".json")
+		if err != nil {
+			return false
+		}
+		var tree struct {
+			FormatVersion int                        `json:"format_version"`
+			Files         map[string]json.RawMessage `json:"files"`
+		}
+		if json.Unmarshal(data, &tree) != nil || tree.FormatVersion != 1 {
+			return false
+		}
+		have := make(map[string]bool, len(rev.Files))
+		for _, f := range rev.Files {
+			have[f.RelPath] = true
+		}
+		for p := range tree.Files {
+			if !have[p] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// downloading reports whether a blob of the repo is being written: an
+// .incomplete file touched in the last 30 seconds.
+func downloading(repoPath string, now time.Time) bool {
+	entries, err := os.ReadDir(repoPath + "/blobs")
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".incomplete") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && now.Sub(fi.ModTime()) < 30*time.Second {
+			return true
+		}
+	}
+	return false
+}
+
+// heldRepo is repo with its moved refs shown where they were (a copy,
+// reused while neither changes, so unchanged repos stay unchanged).
+func (s *scanner) heldRepo(name string, repo *cachecore.RepoInfo, held map[string]string) *cachecore.RepoInfo {
+	if hv, ok := s.heldViews[name]; ok && hv.scanned == repo && sameRefs(hv.shown, repo, held) {
+		return hv.shown
+	}
+	out := *repo
+	out.Revisions = make([]*cachecore.RevisionInfo, len(repo.Revisions))
+	for i, rev := range repo.Revisions {
+		r := *rev
+		r.Refs = nil
+		for _, ref := range rev.Refs {
+			if _, isHeld := held[ref]; !isHeld {
+				r.Refs = append(r.Refs, ref)
+			}
+		}
+		for ref, commit := range held {
+			if commit == rev.CommitHash {
+				r.Refs = append(r.Refs, ref)
+			}
+		}
+		sort.Strings(r.Refs)
+		out.Revisions[i] = &r
+	}
+	s.heldViews[name] = heldView{scanned: repo, shown: &out}
+	return &out
+}
+
+func sameRefs(shown, repo *cachecore.RepoInfo, held map[string]string) bool {
+	want := refsOf(repo)
+	for ref, commit := range held {
+		if commit == "" {
+			delete(want, ref)
+		} else {
+			want[ref] = commit
+		}
+	}
+	return maps.Equal(refsOf(shown), want)
+}
+
+// refsOf maps a repo's refs to their commits.
+func refsOf(repo *cachecore.RepoInfo) map[string]string {
+	out := map[string]string{}
+	for _, rev := range repo.Revisions {
+		for _, ref := range rev.Refs {
+			out[ref] = rev.CommitHash
+		}
+	}
+	return out
 }
 
 func wasKept(kept []string, name string) bool {
@@ -359,6 +595,25 @@ func wasKept(kept []string, name string) bool {
 func isDir(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.IsDir()
+}
+
+// settlingRefs describes the refs by-ref shows where they were while a
+// download settles.
+func (s *scanner) settlingRefs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for name, st := range s.settling {
+		for ref, commit := range st.held {
+			shows := "hidden"
+			if commit != "" {
+				shows = "still " + commit
+			}
+			out = append(out, fmt.Sprintf("%s/refs/%s: %s until the download settles", name, ref, shows))
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // keptRepos lists repo folders shown as last seen.
