@@ -6,13 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests use: fuse3 (fusermount3), attr (getfattr),
-# bubblewrap (container export), python3 (case builder, mmap). Installed
+# bubblewrap (container export), python3 (case builder, mmap), nodejs and
+# npm (the real Hugging Face client of the e2e tests). Installed
 # only where missing, and only as root (elsewhere say what is missing).
 need_pkgs=()
 command -v fusermount3 >/dev/null || need_pkgs+=(fuse3)
 command -v getfattr >/dev/null || need_pkgs+=(attr)
 command -v bwrap >/dev/null || need_pkgs+=(bubblewrap)
 command -v python3 >/dev/null || need_pkgs+=(python3)
+command -v node >/dev/null || need_pkgs+=(nodejs)
+command -v npm >/dev/null || need_pkgs+=(npm)
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing: ${need_pkgs[*]}"
@@ -25,6 +28,11 @@ fi
 
 export PATH="$PATH:/usr/local/go/bin"
 go mod download
+
+# npm @huggingface/hub, pinned by e2e/npm/package-lock.json, into that
+# project folder.
+echo "== npm ci (e2e/npm)"
+(cd e2e/npm && npm ci --no-audit --no-fund --loglevel=error)
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

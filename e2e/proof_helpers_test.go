@@ -1,0 +1,731 @@
+package e2e_test
+
+// Shared helpers of writers_test.go and hostile_test.go. Every name is
+// prefixed "pr" (other files of this package use their own prefixes).
+//
+// The rules they enforce: the test process builds the binary once, mounts
+// through it, and never touches the mount itself. Every access to the
+// mount is a child process (python3, ls, find, cat, getfattr) with its
+// working directory "/" and a timeout that kills its whole process group.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+// prChildTimeout bounds a child process that walks or reads a mount.
+const prChildTimeout = 2 * time.Minute
+
+var (
+	prBuildOnce sync.Once
+	prBinPath   string
+	prBuildErr  error
+)
+
+// prRepoRoot is the module root (the parent of e2e/).
+func prRepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// prBinary builds hfcachefs once per package run. The binary lives in
+// $TMPDIR/hfcachefs-e2e-pr-<pid>; folders left by earlier runs whose
+// process is gone are removed first (no TestMain here: another file of
+// the package may need it).
+func prBinary(t *testing.T) string {
+	t.Helper()
+	prBuildOnce.Do(func() {
+		stale, _ := filepath.Glob(filepath.Join(os.TempDir(), "hfcachefs-e2e-pr-*"))
+		for _, d := range stale {
+			pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), "hfcachefs-e2e-pr-"))
+			if err == nil && pid != os.Getpid() {
+				if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, os.ErrNotExist) {
+					os.RemoveAll(d)
+				}
+			}
+		}
+		dir := filepath.Join(os.TempDir(), fmt.Sprintf("hfcachefs-e2e-pr-%d", os.Getpid()))
+		if prBuildErr = os.MkdirAll(dir, 0o755); prBuildErr != nil {
+			return
+		}
+		bin := filepath.Join(dir, "hfcachefs")
+		args := []string{"build", "-o", bin}
+		if prRaceEnabled() {
+			// go test -race: the daemon is checked for data races too.
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, ".")...)
+		cmd.Dir = prRepoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			prBuildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		prBinPath = bin
+	})
+	if prBuildErr != nil {
+		t.Fatal(prBuildErr)
+	}
+	return prBinPath
+}
+
+// prRaceEnabled reports whether this test binary was built with -race.
+func prRaceEnabled() bool {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "-race" && s.Value == "true" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// prSkipOrFail skips, except under CI=true where a skip is a failure.
+func prSkipOrFail(t *testing.T, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI=true, refusing to skip: %s", msg)
+	}
+	t.Skip(msg)
+}
+
+// prNeedFuse skips (fails under CI) without /dev/fuse or the tools used.
+func prNeedFuse(t *testing.T, tools ...string) {
+	t.Helper()
+	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	if err != nil {
+		prSkipOrFail(t, "FUSE is not available (%v)", err)
+	}
+	f.Close()
+	if os.Geteuid() != 0 {
+		tools = append(tools, "fusermount3")
+	}
+	for _, tool := range append([]string{"python3"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			prSkipOrFail(t, "%s is not installed", tool)
+		}
+	}
+}
+
+// prResult is what a child process did.
+type prResult struct {
+	stdout, stderr string
+	code           int // exit status; -1 when it did not exit normally
+	timedOut       bool
+}
+
+func (r prResult) String() string {
+	s := fmt.Sprintf("exit %d", r.code)
+	if r.timedOut {
+		s += " (TIMED OUT, killed)"
+	}
+	return fmt.Sprintf("%s; stdout %q; stderr %q", s, prClip(r.stdout, 600), prClip(r.stderr, 600))
+}
+
+func prClip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + fmt.Sprintf("...(%d bytes)", len(s))
+}
+
+// prChild is a child process running in the background.
+type prChild struct {
+	cmd            *exec.Cmd
+	ctx            context.Context
+	cancel         context.CancelFunc
+	stdout, stderr bytes.Buffer
+	startErr       error
+}
+
+// prStart starts a child with cwd "/", in its own process group, killed
+// (the group: it is ours) when the timeout passes.
+func prStart(t *testing.T, timeout time.Duration, env []string, name string, args ...string) *prChild {
+	t.Helper()
+	c := &prChild{}
+	c.ctx, c.cancel = context.WithTimeout(context.Background(), timeout)
+	c.cmd = exec.CommandContext(c.ctx, name, args...)
+	c.cmd.Dir = "/"
+	c.cmd.Env = append(os.Environ(), env...)
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.cmd.Cancel = func() error { return syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL) }
+	c.cmd.WaitDelay = 10 * time.Second
+	c.cmd.Stdout, c.cmd.Stderr = &c.stdout, &c.stderr
+	c.startErr = c.cmd.Start()
+	return c
+}
+
+// wait waits for the child (its timeout still applies).
+func (c *prChild) wait() prResult {
+	defer c.cancel()
+	err := c.startErr
+	if err == nil {
+		err = c.cmd.Wait()
+	}
+	res := prResult{stdout: c.stdout.String(), stderr: c.stderr.String(), timedOut: c.ctx.Err() == context.DeadlineExceeded}
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		res.code = exit.ExitCode()
+	default:
+		res.code = -1
+		res.stderr += "\n[run error] " + err.Error()
+	}
+	return res
+}
+
+// prRun runs a child to its end (or its timeout).
+func prRun(t *testing.T, timeout time.Duration, env []string, name string, args ...string) prResult {
+	t.Helper()
+	return prStart(t, timeout, env, name, args...).wait()
+}
+
+// prMust runs a child that must succeed in time and returns its stdout.
+func prMust(t *testing.T, timeout time.Duration, name string, args ...string) string {
+	t.Helper()
+	res := prRun(t, timeout, nil, name, args...)
+	if res.code != 0 || res.timedOut {
+		t.Fatalf("%s %s: %s", name, prClip(strings.Join(args, " "), 300), res)
+	}
+	return res.stdout
+}
+
+// prWriteScript writes a script into a temp dir and returns its path.
+func prWriteScript(t *testing.T, name, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(text), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// prDaemon is one running mount: `hfcachefs mount MP --cache-dir DIR` in
+// the foreground as our child (its stderr kept in a file, so a panic is
+// seen), stopped at cleanup by `hfcachefs unmount`, then SIGTERM, then a
+// lazy unmount.
+type prDaemon struct {
+	mp, cache, log string
+	cmd            *exec.Cmd
+	done           chan struct{}
+	exitErr        error
+}
+
+// prStartMount mounts cache and waits (<= 60 s) until the mount is ready.
+func prStartMount(t *testing.T, cache string, extra ...string) *prDaemon {
+	t.Helper()
+	bin := prBinary(t)
+	tmp := t.TempDir()
+	mp := filepath.Join(tmp, "mnt")
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Mkdir(mp, 0o755))
+	must(os.Mkdir(filepath.Join(tmp, "assets"), 0o755))
+	d := &prDaemon{mp: mp, cache: cache, log: filepath.Join(tmp, "daemon.log"), done: make(chan struct{})}
+	logf, err := os.Create(d.log)
+	must(err)
+	args := append([]string{"mount", mp, "--cache-dir", cache, "--assets-dir", filepath.Join(tmp, "assets")}, extra...)
+	d.cmd = exec.Command(bin, args...)
+	d.cmd.Dir = "/"
+	// Receipts and holds live under XDG_STATE_HOME: keep them in the test.
+	d.cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+filepath.Join(tmp, "state"), "HF_HOME="+filepath.Join(tmp, "hf"))
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	must(d.cmd.Start())
+	logf.Close()
+	go func() { d.exitErr = d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() { d.stop(t) })
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		data, _ := os.ReadFile(d.log)
+		if bytes.Contains(data, []byte(" mounted on ")) {
+			return d
+		}
+		select {
+		case <-d.done:
+			t.Fatalf("hfcachefs mount exited before the mount was ready (%v):\n%s", d.exitErr, data)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hfcachefs mount not ready after 60s:\n%s", data)
+		}
+	}
+}
+
+// alive reports whether the daemon still runs; when it does not, why.
+func (d *prDaemon) alive() (bool, string) {
+	select {
+	case <-d.done:
+		data, _ := os.ReadFile(d.log)
+		return false, fmt.Sprintf("daemon exited (%v); its log:\n%s", d.exitErr, prClip(string(data), 4000))
+	default:
+		return true, ""
+	}
+}
+
+// checkAlive fails the test if the daemon died or stopped answering.
+func (d *prDaemon) checkAlive(t *testing.T) {
+	t.Helper()
+	if ok, why := d.alive(); !ok {
+		t.Fatalf("the daemon crashed: %s", why)
+	}
+	if res := prRun(t, 30*time.Second, nil, "stat", "-c", "%s", filepath.Join(d.mp, ".status.json")); res.code != 0 {
+		t.Fatalf("the mount stopped answering: stat .status.json: %s", res)
+	}
+}
+
+func (d *prDaemon) stop(t *testing.T) {
+	if res := prRun(t, 30*time.Second, nil, prBinary(t), "unmount", d.mp); res.code != 0 {
+		t.Logf("hfcachefs unmount %s: %s", d.mp, res)
+	}
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		_ = d.cmd.Process.Signal(syscall.SIGTERM) // our child, by pid
+		select {
+		case <-d.done:
+		case <-time.After(10 * time.Second):
+			_ = d.cmd.Process.Kill()
+		}
+	}
+	_ = syscall.Unmount(d.mp, syscall.MNT_DETACH)
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		t.Logf("daemon for %s did not exit", d.mp)
+	}
+	if data, _ := os.ReadFile(d.log); bytes.Contains(data, []byte("WARNING: DATA RACE")) {
+		t.Errorf("the daemon reported a data race:\n%s", prClip(string(data), 8000))
+	}
+	if t.Failed() {
+		data, _ := os.ReadFile(d.log)
+		t.Logf("daemon log for %s:\n%s", d.mp, prClip(string(data), 6000))
+	}
+}
+
+// prNotice is one entry of the scan's (and .status.json's) notices.
+type prNotice struct {
+	Path    string `json:"path"`
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+}
+
+type prScanFile struct {
+	FileName   string `json:"file_name"`
+	FilePath   string `json:"file_path"`
+	BlobPath   string `json:"blob_path"`
+	SizeOnDisk int64  `json:"size_on_disk"`
+}
+
+type prScanRev struct {
+	CommitHash   string       `json:"commit_hash"`
+	SnapshotPath string       `json:"snapshot_path"`
+	NbFiles      int          `json:"nb_files"`
+	Refs         []string     `json:"refs"`
+	Files        []prScanFile `json:"files"`
+}
+
+type prScanRepo struct {
+	RepoID     string            `json:"repo_id"`
+	RepoType   string            `json:"repo_type"`
+	RepoPath   string            `json:"repo_path"`
+	SizeOnDisk int64             `json:"size_on_disk"`
+	NbFiles    int               `json:"nb_files"`
+	Refs       map[string]string `json:"refs"`
+	Revisions  []prScanRev       `json:"revisions"`
+}
+
+// prScanDoc is `hfcachefs scan --format json`.
+type prScanDoc struct {
+	CacheDir        string       `json:"cache_dir"`
+	SizeOnDisk      int64        `json:"size_on_disk"`
+	Repos           []prScanRepo `json:"repos"`
+	Warnings        []string     `json:"warnings"`
+	Notices         []prNotice   `json:"notices"`
+	IncompleteFiles []struct {
+		FilePath string `json:"file_path"`
+	} `json:"incomplete_files"`
+}
+
+// prScan runs `hfcachefs scan --format json`: it must finish in time.
+func prScan(t *testing.T, cache string, timeout time.Duration) prScanDoc {
+	t.Helper()
+	res := prRun(t, timeout, nil, prBinary(t), "scan", "--cache-dir", cache, "--format", "json")
+	if res.code != 0 || res.timedOut {
+		t.Fatalf("hfcachefs scan --cache-dir %s: %s", cache, res)
+	}
+	var doc prScanDoc
+	if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil {
+		t.Fatalf("scan JSON: %v\n%s", err, prClip(res.stdout, 2000))
+	}
+	return doc
+}
+
+// prStatusDoc is the part of .status.json the tests read.
+type prStatusDoc struct {
+	Generation uint64     `json:"generation"`
+	Repos      int        `json:"repos"`
+	Revisions  int        `json:"revisions"`
+	SizeOnDisk int64      `json:"size_on_disk"`
+	Warnings   []string   `json:"warnings"`
+	Notices    []prNotice `json:"notices"`
+	LeftOut    []struct {
+		Path   string `json:"path"`
+		Reason string `json:"reason"`
+	} `json:"left_out"`
+	KeptLastGoodView []string `json:"kept_last_good_view"`
+}
+
+// prStatus reads MP/.status.json through cat.
+func prStatus(t *testing.T, mp string) (prStatusDoc, string) {
+	t.Helper()
+	raw := prMust(t, prChildTimeout, "cat", filepath.Join(mp, ".status.json"))
+	var doc prStatusDoc
+	if err := json.Unmarshal([]byte(raw), &doc); err != nil {
+		t.Fatalf(".status.json: %v\n%s", err, prClip(raw, 2000))
+	}
+	return doc, raw
+}
+
+// prWalkPy walks folders of a mount without os.walk (whose recursion
+// fails on deep trees), lstat'ing every entry. With "read" it opens every
+// file, reads its user.hf.etag through the open fd (so name and bytes are
+// the same inode, whatever a ref does meanwhile) and hashes its bytes.
+// It prints one JSON object per line; paths are hex bytes, relative to
+// the mount.
+const prWalkPy = `import errno, hashlib, json, os, stat, sys
+mp, mode = sys.argv[1], sys.argv[2]
+tops = sys.argv[3:]
+out = sys.stdout
+def ename(e):
+    return errno.errorcode.get(e.errno, str(e.errno)) if e.errno else type(e).__name__
+def emit(rel, **kw):
+    kw["p"] = os.fsencode(rel).hex()
+    out.write(json.dumps(kw) + "\n")
+stack = list(reversed(tops))
+while stack:
+    rel = stack.pop()
+    full = os.path.join(mp, rel)
+    try:
+        st = os.lstat(full)
+    except OSError as e:
+        emit(rel, k="?", err=ename(e)); continue
+    if stat.S_ISDIR(st.st_mode):
+        try:
+            names = sorted(os.listdir(full))
+        except OSError as e:
+            emit(rel, k="d", err=ename(e)); continue
+        emit(rel, k="d", err="")
+        for n in reversed(names):
+            stack.append(os.path.join(rel, n))
+        continue
+    if stat.S_ISLNK(st.st_mode):
+        emit(rel, k="l", err="", target=os.fsencode(os.readlink(full)).hex()); continue
+    if not stat.S_ISREG(st.st_mode):
+        emit(rel, k="o", err="", mode=st.st_mode); continue
+    kw = dict(k="f", size=st.st_size, mode=st.st_mode & 0o7777, err="", etag=None, sha="", n=0)
+    if mode == "read":
+        try:
+            fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as e:
+            kw["err"] = ename(e)
+        else:
+            try:
+                try:
+                    kw["etag"] = os.getxattr(fd, "user.hf.etag").decode("utf-8", "surrogateescape")
+                except OSError as e:
+                    kw["xerr"] = ename(e)
+                h = hashlib.sha256()
+                while True:
+                    b = os.read(fd, 1 << 20)
+                    if not b:
+                        break
+                    h.update(b)
+                    kw["n"] += len(b)
+                kw["sha"] = h.hexdigest()
+            except OSError as e:
+                kw["err"] = ename(e)
+            finally:
+                os.close(fd)
+    emit(rel, **kw)
+`
+
+// prEntry is one line of prWalkPy's output.
+type prEntry struct {
+	Path   string  // decoded, relative to the mount
+	K      string  `json:"k"`
+	Err    string  `json:"err"`
+	Size   int64   `json:"size"`
+	Mode   uint32  `json:"mode"`
+	Etag   *string `json:"etag"`
+	XErr   string  `json:"xerr"` // getxattr(user.hf.etag) failed with this
+	Sha    string  `json:"sha"`
+	N      int64   `json:"n"`
+	P      string  `json:"p"`
+	Target string  `json:"target"`
+}
+
+// prWalk runs prWalkPy over tops (relative to mp) and returns entries by
+// path.
+func prWalk(t *testing.T, mp string, read bool, tops ...string) map[string]prEntry {
+	t.Helper()
+	script := prWriteScript(t, "walk.py", prWalkPy)
+	mode := "stat"
+	if read {
+		mode = "read"
+	}
+	out := prMust(t, prChildTimeout, "python3", append([]string{script, mp, mode}, tops...)...)
+	entries := map[string]prEntry{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		var e prEntry
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("walk output: %v: %q", err, sc.Text())
+		}
+		p, err := hex.DecodeString(e.P)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Path = string(p)
+		entries[e.Path] = e
+	}
+	return entries
+}
+
+// prLossy is what the scan's JSON makes of a name that is not UTF-8: each
+// invalid byte becomes U+FFFD.
+func prLossy(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+// prDisplay is where a repo shows (docs/SEMANTICS.md "Names"): a repo id that is no clean
+// path is shown at <type>s/@<folder name>.
+func prDisplay(r prScanRepo) string {
+	folder := filepath.Base(r.RepoPath)
+	clean := r.RepoID != ""
+	for _, seg := range strings.Split(r.RepoID, "/") {
+		if seg == "" || seg == "." || seg == ".." || strings.HasPrefix(seg, "@") {
+			clean = false
+		}
+	}
+	if !clean {
+		return r.RepoType + "s/@" + folder
+	}
+	return r.RepoType + "s/" + r.RepoID
+}
+
+// prExpFile is what the mount must show at one path, per the scan.
+type prExpFile struct {
+	blob   string
+	size   int64
+	denied string // why the mount must refuse to open it ("" = serve it)
+}
+
+// prExpected derives the mount's revision files and revision folders from
+// a scan: by-commit/<hash>/<path> for every revision, by-ref/<ref>/<path>
+// for every ref.
+func prExpected(t *testing.T, scan prScanDoc) (files map[string]prExpFile, revDirs map[string]bool) {
+	t.Helper()
+	files, revDirs = map[string]prExpFile{}, map[string]bool{}
+	for _, r := range scan.Repos {
+		disp := prDisplay(r)
+		for _, rev := range r.Revisions {
+			roots := []string{disp + "/by-commit/" + rev.CommitHash}
+			for _, ref := range rev.Refs {
+				roots = append(roots, disp+"/by-ref/"+ref)
+			}
+			for _, root := range roots {
+				revDirs[root] = true
+				for _, f := range rev.Files {
+					rel := strings.TrimPrefix(f.FilePath, rev.SnapshotPath+"/")
+					e := prExpFile{blob: f.BlobPath, size: f.SizeOnDisk}
+					var st syscall.Stat_t
+					switch {
+					case f.BlobPath != scan.CacheDir && !strings.HasPrefix(f.BlobPath, scan.CacheDir+"/"):
+						e.denied = "resolves outside the cache"
+					case syscall.Stat(f.BlobPath, &st) != nil:
+						e.denied = "blob gone"
+					case st.Mode&syscall.S_IFMT != syscall.S_IFREG:
+						e.denied = "blob is not a regular file"
+					}
+					files[root+"/"+rel] = e
+				}
+			}
+		}
+	}
+	return files, revDirs
+}
+
+var prShaCache sync.Map // blob path -> sha256 hex
+
+func prBlobSha(t *testing.T, blob string) string {
+	t.Helper()
+	if v, ok := prShaCache.Load(blob); ok {
+		return v.(string)
+	}
+	data, err := os.ReadFile(blob) // the cache, read directly: never the mount
+	if err != nil {
+		t.Fatalf("reading blob %s: %v", blob, err)
+	}
+	sum := sha256.Sum256(data)
+	s := hex.EncodeToString(sum[:])
+	prShaCache.Store(blob, s)
+	return s
+}
+
+// prCompare lists the differences between a read walk of the mount's type
+// folders and what the scan says they must serve: the same files (no more,
+// no fewer), each with its blob's bytes, size and etag; files outside the
+// cache or on a non-regular blob refused with EACCES and no byte served;
+// every revision folder there.
+func prCompare(t *testing.T, walk map[string]prEntry, scan prScanDoc) []string {
+	t.Helper()
+	files, revDirs := prExpected(t, scan)
+	var diffs []string
+	seen := map[string]bool{}
+	for p, e := range walk {
+		lp := prLossy(p)
+		if e.K == "d" {
+			if e.Err != "" {
+				diffs = append(diffs, fmt.Sprintf("listing %q: %s", p, e.Err))
+			}
+			continue
+		}
+		exp, ok := files[lp]
+		if !ok {
+			diffs = append(diffs, fmt.Sprintf("the mount serves %q (kind %s), which the scan does not have", p, e.K))
+			continue
+		}
+		seen[lp] = true
+		if e.K != "f" {
+			diffs = append(diffs, fmt.Sprintf("%q: kind %s, want a regular file", p, e.K))
+			continue
+		}
+		if e.Size != exp.size {
+			diffs = append(diffs, fmt.Sprintf("%q: size %d, want %d", p, e.Size, exp.size))
+		}
+		if exp.denied != "" {
+			if e.Err != "EACCES" || e.N != 0 {
+				diffs = append(diffs, fmt.Sprintf("%q (%s): open gave %q and served %d bytes; want EACCES and nothing served", p, exp.denied, e.Err, e.N))
+			}
+			if e.Mode != 0 {
+				diffs = append(diffs, fmt.Sprintf("%q (%s): mode %04o; docs/SEMANTICS.md says 0000", p, exp.denied, e.Mode))
+			}
+			continue
+		}
+		if e.Err != "" {
+			diffs = append(diffs, fmt.Sprintf("%q: %s", p, e.Err))
+			continue
+		}
+		// user.hf.etag is the blob's name when the blob is a blobs/<etag>;
+		// a file that is its own blob (no-symlink mode, .DS_Store dropped
+		// into a revision) has none: ENODATA.
+		if filepath.Base(filepath.Dir(exp.blob)) == "blobs" {
+			if e.Etag == nil || *e.Etag != filepath.Base(exp.blob) {
+				diffs = append(diffs, fmt.Sprintf("%q: user.hf.etag %v (%s), want %q", p, e.Etag, e.XErr, filepath.Base(exp.blob)))
+			}
+		} else if e.XErr != "ENODATA" {
+			diffs = append(diffs, fmt.Sprintf("%q (its own blob %s): user.hf.etag %v %s, want ENODATA", p, exp.blob, e.Etag, e.XErr))
+		}
+		if want := prBlobSha(t, exp.blob); e.Sha != want || e.N != exp.size {
+			diffs = append(diffs, fmt.Sprintf("%q: served %d bytes with sha256 %s; the blob %s has %d bytes, sha256 %s", p, e.N, e.Sha, exp.blob, exp.size, want))
+		}
+	}
+	for p := range files {
+		if !seen[p] {
+			diffs = append(diffs, fmt.Sprintf("the mount lacks %q", p))
+		}
+	}
+	dirs := map[string]bool{}
+	for p, e := range walk {
+		if e.K == "d" {
+			dirs[prLossy(p)] = true
+		}
+	}
+	for d := range revDirs {
+		if !dirs[d] {
+			diffs = append(diffs, fmt.Sprintf("the mount lacks the revision folder %q", d))
+		}
+	}
+	sort.Strings(diffs)
+	return diffs
+}
+
+// prNoticeKeys renders notices as sortable "kind path message" lines.
+func prNoticeKeys(l []prNotice) []string {
+	out := []string{}
+	for _, n := range l {
+		out = append(out, n.Kind+" "+n.Path+" "+n.Message)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func prSorted(l []string) []string {
+	out := append([]string{}, l...)
+	sort.Strings(out)
+	return out
+}
+
+// prEqual compares two string lists as sets of lines, order aside.
+func prEqual(a, b []string) bool {
+	a, b = prSorted(a), prSorted(b)
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// prResolved is a directory with symlinks resolved (what the scan prints).
+func prResolved(t *testing.T, dir string) string {
+	t.Helper()
+	r, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
