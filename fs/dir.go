@@ -5,6 +5,7 @@ import (
 	"sort"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -19,6 +20,36 @@ type dirNode struct {
 	st    *State
 	here  atomic.Pointer[place]
 	entry atomic.Pointer[views.Entry]
+	// changedAt (unix ns) is when a new model last changed this folder's
+	// listing: shown as its mtime when later than the model's, since the
+	// kernel keeps a cached listing until the mtime changes.
+	changedAt atomic.Int64
+}
+
+// listingTimes shows as the folder's mtime when its listing last changed,
+// in every reply that carries attributes (GETATTR, LOOKUP): the kernel
+// compares it with the mtime its cached listing was made at.
+func (n *dirNode) listingTimes(e *views.Entry) {
+	if e.Role == views.RoleTrash && n.st.trasher != nil {
+		e.Mtime = n.st.trasher.ReceiptsChanged() // receipts also come and go from the CLI
+		e.Ctime = e.Mtime
+	}
+	if ns := n.changedAt.Load(); ns > e.Mtime.UnixNano() {
+		e.Mtime = time.Unix(0, ns)
+		e.Ctime = e.Mtime
+	}
+}
+
+// touch records that the listing changed now.
+func (n *dirNode) touch() {
+	now := time.Now().UnixNano()
+	for {
+		old := n.changedAt.Load()
+		next := max(now, old+1)
+		if n.changedAt.CompareAndSwap(old, next) {
+			return
+		}
+	}
 }
 
 // place is what a folder is and where it was found. A rename through
@@ -144,6 +175,7 @@ func (n *dirNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Attr
 	if !ok {
 		return syscall.ENOENT
 	}
+	n.listingTimes(&e)
 	n.st.fillAttr(e, &out.Attr)
 	out.Ino = n.StableAttr().Ino // a folder moved through .trash keeps its number
 	out.SetTimeout(n.st.timeout(e))
@@ -313,18 +345,34 @@ type dirHandle struct {
 	pos     int
 }
 
-// load lists the folder once per handle.
+// load lists the folder once per handle. A handle that starts past the
+// beginning continues a listing read in chunks (each chunk its own handle
+// when the kernel opens folders by itself): it goes on with the listing
+// the first chunk had, so no entry is skipped or repeated in between.
 func (h *dirHandle) load() syscall.Errno {
 	if h.loaded {
 		return 0
+	}
+	if h.pos > 0 {
+		if entries, ok := h.node.st.listings.get(h.node); ok {
+			h.entries, h.loaded = entries, true
+			return 0
+		}
 	}
 	entries, ok := h.model.ReadDir(h.loc)
 	if !ok {
 		return syscall.ENOENT
 	}
 	h.entries, h.loaded = entries, true
+	if len(entries) > chunkEntries {
+		h.node.st.listings.put(h.node, entries)
+	}
 	return 0
 }
+
+// chunkEntries is about what one READDIRPLUS reply holds (a 4 KiB page):
+// longer listings are read in several requests.
+const chunkEntries = 16
 
 var (
 	_ = (gofs.FileReaddirenter)((*dirHandle)(nil))
@@ -337,6 +385,7 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 		return nil, errno
 	}
 	if h.pos >= len(h.entries) {
+		h.node.st.listings.done(h.node, h.entries)
 		return nil, 0
 	}
 	e := h.entries[h.pos]
@@ -345,13 +394,14 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 }
 
 func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if !h.loaded {
+		h.pos = int(min(off, 1<<31))
+	}
 	if errno := h.load(); errno != 0 {
 		return errno
 	}
-	if off > uint64(len(h.entries)) {
-		return syscall.EINVAL
-	}
-	h.pos = int(off)
+	// Past the end (the listing got shorter between two chunks): the end.
+	h.pos = int(min(off, uint64(len(h.entries))))
 	return 0
 }
 

@@ -19,32 +19,36 @@ import (
 // first sight. Files reaching the same blob share an inode number, so
 // go-fuse hands back the same Inode: hard links.
 func (s *State) child(ctx context.Context, parent *dirNode, e views.Entry, out *fuse.EntryOut) *gofs.Inode {
-	var node gofs.InodeEmbedder
-	var dn *dirNode
-	switch e.Kind {
-	case views.KindDir:
-		dn = newDirNode(s, place{loc: e.Loc, parent: parent.at().loc, name: e.Name})
-		node = dn
-	case views.KindSymlink:
-		node = &linkNode{st: s, target: e.Target}
-	default:
-		if e.Role == views.RoleStatusFile {
-			node = &statusNode{st: s}
-		} else {
-			node = &fileNode{st: s}
+	// A node the kernel knows under this name already: go-fuse would keep
+	// it and drop a new one (found by inode number), so update it instead.
+	ch := parent.GetChild(e.Name)
+	if ch == nil || ch.StableAttr().Ino != e.Ino || ch.StableAttr().Mode != modeOf(e) {
+		var node gofs.InodeEmbedder
+		switch e.Kind {
+		case views.KindDir:
+			dn := newDirNode(s, place{loc: e.Loc, parent: parent.at().loc, name: e.Name})
+			s.track(dn)
+			node = dn
+		case views.KindSymlink:
+			node = &linkNode{st: s, target: e.Target}
+		default:
+			if e.Role == views.RoleStatusFile {
+				node = &statusNode{st: s}
+			} else {
+				node = &fileNode{st: s}
+			}
 		}
+		ch = parent.NewInode(ctx, node, gofs.StableAttr{Mode: modeOf(e), Ino: e.Ino})
 	}
-	ch := parent.NewInode(ctx, node, gofs.StableAttr{Mode: modeOf(e), Ino: e.Ino})
 	switch ops := ch.Operations().(type) {
 	case *dirNode:
-		if ops == dn {
-			s.track(dn)
-		} else if ops.at().loc != e.Loc {
+		if ops.at().loc != e.Loc {
 			// A folder moved into or out of .trash keeps its inode number
 			// but now plays the part the model gives it.
 			ops.moveTo(place{loc: e.Loc, parent: parent.at().loc, name: e.Name})
 		}
 		ops.setEntry(e)
+		ops.listingTimes(&e)
 	case *fileNode:
 		ops.setEntry(e)
 	}
@@ -80,8 +84,8 @@ func (s *State) timeout(e views.Entry) time.Duration {
 		if e.Loc.ViaRef == "" {
 			return s.opts.StableTimeout
 		}
-	case views.RoleStatusFile:
-		return 0
+	case views.RoleStatusFile, views.RoleTrash:
+		return 0 // .trash: its mtime says whether the cached listing is stale
 	}
 	return s.opts.EntryTimeout
 }

@@ -41,6 +41,8 @@ type Trasher interface {
 	Drop(ctx context.Context, name string) syscall.Errno
 	// Forget removes the emptied .trash/name (rmdir).
 	Forget(ctx context.Context, name string) syscall.Errno
+	// ReceiptsChanged is when a receipt last came or went (.trash's mtime).
+	ReceiptsChanged() time.Time
 }
 
 // State is what every node of one mount shares.
@@ -57,6 +59,8 @@ type State struct {
 	waitFull func(ctx context.Context) bool
 	// pending reports whether a repo folder is still a placeholder.
 	pending func(folder string) bool
+
+	listings listings // listings read in chunks, between the chunks
 
 	mu   sync.Mutex // protects the following
 	live map[*dirNode]struct{}
@@ -162,6 +166,7 @@ func invalidateDir(n *dirNode, prev, next *views.Model) {
 		}
 	}
 	if listingChanged {
+		n.touch() // before the kernel asks for the mtime again
 		_ = n.NotifyContent(0, 0)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"hash/fnv"
 	"io"
 	"maps"
@@ -40,11 +41,12 @@ type scanner struct {
 	mu          sync.Mutex // protects the following
 	names       []string   // top-level entries in directory order
 	scans       map[string]cachecore.EntryScan
-	fingerprint map[string]uint64
+	fingerprint map[string]entryPrint
 	pending     map[string]chan struct{} // folder -> closed once in the model
 	kept        []string                 // repos shown as last seen while inconsistent
 	gen         uint64
 	changed     bool
+	rootPrint   [4]int64                     // the cache root's mtime and ctime when names was listed
 	shown       map[string]map[string]string // folder -> ref -> commit by-ref showed in the last model
 	settling    map[string]*settleState      // repos whose refs moved while a download may still run
 	heldViews   map[string]heldView          // the repos as shown while settling, reused across models
@@ -78,7 +80,7 @@ func newScanner(cacheDir string, inos *views.InoTable, viewOpts views.Options, l
 	return &scanner{
 		cacheDir: cacheDir, inos: inos, viewOpts: viewOpts, mountTime: time.Now(), logf: logf,
 		urgent: make(chan string, 64), full: make(chan struct{}),
-		scans: map[string]cachecore.EntryScan{}, fingerprint: map[string]uint64{}, pending: map[string]chan struct{}{},
+		scans: map[string]cachecore.EntryScan{}, fingerprint: map[string]entryPrint{}, pending: map[string]chan struct{}{},
 		shown: map[string]map[string]string{}, settling: map[string]*settleState{}, heldViews: map[string]heldView{},
 	}
 }
@@ -170,7 +172,7 @@ func (s *scanner) initial(workers int) {
 		if _, loaded := claimed.LoadOrStore(name, true); loaded {
 			return false
 		}
-		fp := fingerprintEntry(s.cacheDir, name) // before: a change during the scan shows next time
+		fp := printEntry(s.cacheDir, name) // before: a change during the scan shows next time
 		res := cachecore.ScanEntry(s.cacheDir, name)
 		s.mu.Lock()
 		s.scans[name], s.fingerprint[name], s.changed = res, fp, true
@@ -298,7 +300,7 @@ func (s *scanner) publishStore() (prev, next *views.Model) {
 func (s *scanner) rescanNow(name string) (prev, next *views.Model) {
 	s.workMu.Lock()
 	defer s.workMu.Unlock()
-	fp := fingerprintEntry(s.cacheDir, name)
+	fp := printEntry(s.cacheDir, name)
 	_, statErr := os.Lstat(s.cacheDir + "/" + name)
 	res := cachecore.ScanEntry(s.cacheDir, name)
 	s.mu.Lock()
@@ -375,18 +377,28 @@ func (s *scanner) refreshOnce(only map[string]bool) {
 func (s *scanner) refreshStore(only map[string]bool) (prev, next *views.Model) {
 	s.workMu.Lock()
 	defer s.workMu.Unlock()
-	names, err := cachecore.ListEntries(s.cacheDir)
-	if err != nil {
-		s.logf("refresh: %v", err)
-		return nil, nil
-	}
 	s.mu.Lock()
 	oldScans := s.scans
 	oldFP := s.fingerprint
+	names := s.names
 	s.mu.Unlock()
+	// The cache root is listed again only when it changed.
+	var root syscall.Stat_t
+	if err := syscall.Stat(s.cacheDir, &root); err != nil {
+		s.logf("refresh: %v", err)
+		return nil, nil
+	}
+	if rp := [4]int64{root.Mtim.Sec, root.Mtim.Nsec, root.Ctim.Sec, root.Ctim.Nsec}; rp != s.rootPrint {
+		var err error
+		if names, err = cachecore.ListEntries(s.cacheDir); err != nil {
+			s.logf("refresh: %v", err)
+			return nil, nil
+		}
+		s.rootPrint = rp
+	}
 
 	scans := make(map[string]cachecore.EntryScan, len(names))
-	fps := make(map[string]uint64, len(names))
+	fps := make(map[string]entryPrint, len(names))
 	var kept []string
 	changed := len(names) != len(oldScans)
 	now := time.Now()
@@ -399,13 +411,24 @@ func (s *scanner) refreshStore(only map[string]bool) (prev, next *views.Model) {
 			}
 			continue
 		}
-		fp := fingerprintEntry(s.cacheDir, name)
-		fps[name] = fp
-		if had && oldFP[name] == fp {
+		// Cheap first: the paths the last walk of the entry stat'ed.
+		if op, ok := oldFP[name]; had && ok && op.paths != nil && op.recheck() {
+			fps[name] = op
 			scans[name] = old
 			if wasKept(s.kept, name) {
 				kept = append(kept, name)
-			} else if s.settle(name, old.Repo(), fp, now) {
+			} else if s.settle(name, old.Repo(), op.fp, now) {
+				changed = true
+			}
+			continue
+		}
+		fp := printEntry(s.cacheDir, name)
+		fps[name] = fp
+		if had && oldFP[name].fp == fp.fp {
+			scans[name] = old
+			if wasKept(s.kept, name) {
+				kept = append(kept, name)
+			} else if s.settle(name, old.Repo(), fp.fp, now) {
 				changed = true
 			}
 			continue
@@ -415,9 +438,9 @@ func (s *scanner) refreshStore(only map[string]bool) (prev, next *views.Model) {
 		if res.Repo() == nil && had && old.Repo() != nil && isDir(s.cacheDir+"/"+name) {
 			res = res.WithRepo(old.Repo())
 			kept = append(kept, name)
-			fps[name] = 0 // look again next time
+			fps[name] = entryPrint{} // look again next time
 		} else {
-			s.settle(name, res.Repo(), fp, now)
+			s.settle(name, res.Repo(), fp.fp, now)
 		}
 		scans[name] = res
 	}
@@ -623,40 +646,71 @@ func (s *scanner) keptRepos() []string {
 	return append([]string(nil), s.kept...)
 }
 
-// fingerprintEntry hashes what a download or a deletion changes in a
-// top-level entry: the stat of the entry, of every file and folder under
-// refs/, of every folder under snapshots/, of blobs/ and .no_exist/.
-// Files under snapshots/ are not stat'ed: adding or removing one changes
-// its folder's mtime.
-func fingerprintEntry(cacheDir, name string) uint64 {
-	h := fnv.New64a()
+// entryPrint is a top-level entry's fingerprint and the paths it covers.
+type entryPrint struct {
+	fp    uint64
+	paths []string // in the order they were hashed
+}
+
+// recheck reports whether the same paths still hash to the same value: a
+// stat each, no listing (a new file or folder changes its folder's mtime).
+func (p entryPrint) recheck() bool {
+	h := newPrintHash()
+	var st syscall.Stat_t
+	for _, path := range p.paths {
+		if syscall.Stat(path, &st) != nil {
+			return false
+		}
+		h.add(path, &st)
+	}
+	return h.Sum64() == p.fp
+}
+
+type printHash struct {
+	hash.Hash64
+	buf [8 * 5]byte
+}
+
+func newPrintHash() *printHash { return &printHash{Hash64: fnv.New64a()} }
+
+func (h *printHash) add(p string, st *syscall.Stat_t) {
+	_, _ = io.WriteString(h, p)
+	for i, v := range [5]uint64{uint64(st.Mtim.Sec), uint64(st.Mtim.Nsec), uint64(st.Size), st.Ino, uint64(st.Ctim.Nsec)} {
+		for j := 0; j < 8; j++ {
+			h.buf[i*8+j] = byte(v >> (8 * j))
+		}
+	}
+	_, _ = h.Write(h.buf[:])
+}
+
+// printEntry hashes what a download or a deletion changes in a top-level
+// entry: the stat of the entry, of every file and folder under refs/, of
+// every folder under snapshots/, of blobs/ and .no_exist/. Files under
+// snapshots/ are not stat'ed: adding or removing one changes its folder's
+// mtime.
+func printEntry(cacheDir, name string) entryPrint {
+	h := newPrintHash()
+	var paths []string
+	add := func(p string, st *syscall.Stat_t) {
+		h.add(p, st)
+		paths = append(paths, p)
+	}
 	path := cacheDir + "/" + name
 	var st syscall.Stat_t
-	add := func(p string, st *syscall.Stat_t) {
-		_, _ = io.WriteString(h, p)
-		var b [8 * 5]byte
-		for i, v := range []uint64{uint64(st.Mtim.Sec), uint64(st.Mtim.Nsec), uint64(st.Size), st.Ino, uint64(st.Ctim.Nsec)} {
-			for j := 0; j < 8; j++ {
-				b[i*8+j] = byte(v >> (8 * j))
-			}
-		}
-		_, _ = h.Write(b[:])
-	}
 	if syscall.Stat(path, &st) != nil {
-		return 0
+		return entryPrint{}
 	}
 	add(path, &st)
-	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
-		return h.Sum64()
-	}
-	for _, sub := range []string{"blobs", ".no_exist"} {
-		if syscall.Stat(path+"/"+sub, &st) == nil {
-			add(sub, &st)
+	if st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+		for _, sub := range []string{"/blobs", "/.no_exist"} {
+			if syscall.Stat(path+sub, &st) == nil {
+				add(path+sub, &st)
+			}
 		}
+		walkStat(path+"/refs", true, add)
+		walkStat(path+"/snapshots", false, add)
 	}
-	walkStat(path+"/refs", true, add)
-	walkStat(path+"/snapshots", false, add)
-	return h.Sum64()
+	return entryPrint{fp: h.Sum64(), paths: paths}
 }
 
 // walkStat stats a folder and its sub-folders (and its files too when

@@ -103,6 +103,13 @@ func (t *trasher) Forget(ctx context.Context, name string) syscall.Errno {
 	return errnoOf(t.store.Forget(name))
 }
 
+func (t *trasher) ReceiptsChanged() time.Time {
+	if fi, err := os.Stat(t.store.ReceiptsDir()); err == nil {
+		return fi.ModTime()
+	}
+	return time.Time{}
+}
+
 // purgeLoop purges expired holds now and whenever one expires.
 func (t *trasher) purgeLoop(ctx context.Context) {
 	for {

@@ -123,6 +123,9 @@ func Open(cacheDir string, hold time.Duration, env cachecore.Env) (*Store, error
 
 func isWithin(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
 
+// ReceiptsDir is the folder of the receipt files.
+func (s *Store) ReceiptsDir() string { return filepath.Join(s.StateDir, "receipts") }
+
 func (s *Store) receiptFile(name string) string {
 	sum := sha256.Sum256([]byte(name))
 	return filepath.Join(s.StateDir, "receipts", hex.EncodeToString(sum[:12])+".json")
