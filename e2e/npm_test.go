@@ -18,17 +18,13 @@ package e2e_test
 //
 // The test process never touches the mount itself: every access is a child
 // process (cat, cmp, find, python3) with its working directory "/".
-// Every name of this file starts with "npm" (other files of the package use
-// their own prefixes).
+// Every name of this file starts with "npm"; the helpers it shares with the
+// other files of the package (child processes, the binary, skips, the scan
+// and .status.json) are those of proof_helpers_test.go ("pr").
 
 import (
 	"bytes"
-	"context"
-	"crypto/sha1"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -38,8 +34,6 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"runtime"
-	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -49,114 +43,16 @@ import (
 	"time"
 )
 
-// npmChildTimeout bounds every child process but the downloads.
-const npmChildTimeout = 2 * time.Minute
-
-// npmRepoRoot is the module root (the parent of e2e/).
-func npmRepoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
-}
-
-func npmDir() string { return filepath.Join(npmRepoRoot(), "e2e", "npm") }
+func npmDir() string { return filepath.Join(prRepoRoot(), "e2e", "npm") }
 
 // ---------------------------------------------------------------------------
-// Child processes
-// ---------------------------------------------------------------------------
-
-type npmResult struct {
-	stdout, stderr string
-	code           int // -1 when the child did not exit normally
-	timedOut       bool
-}
-
-func (r npmResult) String() string {
-	s := fmt.Sprintf("exit %d", r.code)
-	if r.timedOut {
-		s += " (TIMED OUT, killed)"
-	}
-	return fmt.Sprintf("%s; stdout %q; stderr %q", s, npmClip(r.stdout, 2000), npmClip(r.stderr, 2000))
-}
-
-func npmClip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + fmt.Sprintf("...(%d bytes)", len(s))
-}
-
-// npmChild is a child process in its own process group (killed as a group,
-// it is ours, when its timeout passes).
-type npmChild struct {
-	cmd            *exec.Cmd
-	ctx            context.Context
-	cancel         context.CancelFunc
-	stdout, stderr bytes.Buffer
-	startErr       error
-}
-
-func npmStart(timeout time.Duration, dir string, env []string, name string, args ...string) *npmChild {
-	c := &npmChild{}
-	c.ctx, c.cancel = context.WithTimeout(context.Background(), timeout)
-	c.cmd = exec.CommandContext(c.ctx, name, args...)
-	c.cmd.Dir = dir
-	c.cmd.Env = append(os.Environ(), env...)
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	c.cmd.Cancel = func() error { return syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL) }
-	c.cmd.WaitDelay = 10 * time.Second
-	c.cmd.Stdout, c.cmd.Stderr = &c.stdout, &c.stderr
-	c.startErr = c.cmd.Start()
-	return c
-}
-
-func (c *npmChild) wait() npmResult {
-	defer c.cancel()
-	err := c.startErr
-	if err == nil {
-		err = c.cmd.Wait()
-	}
-	res := npmResult{stdout: c.stdout.String(), stderr: c.stderr.String(), timedOut: c.ctx.Err() == context.DeadlineExceeded}
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		res.code = exit.ExitCode()
-		if res.code == -1 {
-			res.stderr += "\n[" + err.Error() + "]"
-		}
-	default:
-		res.code = -1
-		res.stderr += "\n[run error] " + err.Error()
-	}
-	return res
-}
-
-// npmRun runs a child with cwd "/" (never inside a mount) to its end.
-func npmRun(timeout time.Duration, name string, args ...string) npmResult {
-	return npmStart(timeout, "/", nil, name, args...).wait()
-}
-
-func npmMust(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	res := npmRun(npmChildTimeout, name, args...)
-	if res.code != 0 || res.timedOut {
-		t.Fatalf("%s %s: %s", name, npmClip(strings.Join(args, " "), 400), res)
-	}
-	return res.stdout
-}
-
-// ---------------------------------------------------------------------------
-// Tools: npm ci (once), the hfcachefs binary (once)
+// Tools: npm ci (once)
 // ---------------------------------------------------------------------------
 
 var (
-	npmCIOnce sync.Once
-	npmCIErr  error
-	npmCISkip string
-
-	npmBuildOnce sync.Once
-	npmBinPath   string
-	npmBuildErr  error
+	npmCIOnce    sync.Once
+	npmCIErr     error
+	npmCIMissing string // why npm ci cannot run
 )
 
 // npmPinned is the exact @huggingface/hub version e2e/npm/package.json pins.
@@ -193,18 +89,14 @@ func npmInstalled() string {
 
 // npmNeedClient makes sure e2e/npm/node_modules holds the pinned client:
 // `npm ci` when it is missing or another version. No npm: a skip only when
-// CI is unset; a failing `npm ci` is a failure, with its output.
+// CI is unset (prCISet); a failing `npm ci` is a failure, with its output.
 func npmNeedClient(t *testing.T) {
 	t.Helper()
 	npmCIOnce.Do(func() {
 		_, errNpm := exec.LookPath("npm")
 		_, errNode := exec.LookPath("node")
 		if errNpm != nil || errNode != nil {
-			if os.Getenv("CI") == "" {
-				npmCISkip = "npm/node are not installed (CI unset: skipping the npm e2e tests)"
-				return
-			}
-			npmCIErr = fmt.Errorf("CI=%q but npm/node are not installed (npm: %v, node: %v)", os.Getenv("CI"), errNpm, errNode)
+			npmCIMissing = fmt.Sprintf("npm/node are not installed (npm: %v, node: %v)", errNpm, errNode)
 			return
 		}
 		want, err := npmPinned()
@@ -216,7 +108,7 @@ func npmNeedClient(t *testing.T) {
 			return
 		}
 		start := time.Now()
-		res := npmStart(10*time.Minute, npmDir(), nil, "npm", "ci", "--no-audit", "--no-fund").wait()
+		res := prStartIn(t, 10*time.Minute, npmDir(), nil, "npm", "ci", "--no-audit", "--no-fund").wait()
 		if res.code != 0 || res.timedOut {
 			npmCIErr = fmt.Errorf("npm ci in %s failed: %s", npmDir(), res)
 			return
@@ -227,8 +119,8 @@ func npmNeedClient(t *testing.T) {
 		}
 		fmt.Fprintf(os.Stderr, "e2e/npm: npm ci took %v\n", time.Since(start).Round(time.Millisecond))
 	})
-	if npmCISkip != "" {
-		t.Skip(npmCISkip)
+	if npmCIMissing != "" {
+		prSkipOrFail(t, prCISet(), "%s", npmCIMissing)
 	}
 	if npmCIErr != nil {
 		t.Fatal(npmCIErr)
@@ -236,66 +128,6 @@ func npmNeedClient(t *testing.T) {
 	if _, err := exec.LookPath("python3"); err != nil {
 		t.Fatalf("python3 (the mock Hub) is not installed: %v", err)
 	}
-}
-
-// npmNeedFuse skips without /dev/fuse, except when CI is set.
-func npmNeedFuse(t *testing.T) {
-	t.Helper()
-	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
-	if err == nil {
-		f.Close()
-		if os.Geteuid() == 0 {
-			return
-		}
-		if _, err = exec.LookPath("fusermount3"); err == nil {
-			return
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("CI=%q, refusing to skip: FUSE is not usable (%v)", os.Getenv("CI"), err)
-	}
-	t.Skipf("FUSE is not usable: %v", err)
-}
-
-// npmBinary builds hfcachefs once per package run into
-// $TMPDIR/hfcachefs-e2e-npm-<pid> (folders of earlier runs whose process is
-// gone are removed first; no TestMain: another file may need it).
-func npmBinary(t *testing.T) string {
-	t.Helper()
-	npmBuildOnce.Do(func() {
-		stale, _ := filepath.Glob(filepath.Join(os.TempDir(), "hfcachefs-e2e-npm-*"))
-		for _, d := range stale {
-			pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), "hfcachefs-e2e-npm-"))
-			if err == nil && pid != os.Getpid() {
-				if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, os.ErrNotExist) {
-					os.RemoveAll(d)
-				}
-			}
-		}
-		dir := filepath.Join(os.TempDir(), fmt.Sprintf("hfcachefs-e2e-npm-%d", os.Getpid()))
-		if npmBuildErr = os.MkdirAll(dir, 0o755); npmBuildErr != nil {
-			return
-		}
-		bin := filepath.Join(dir, "hfcachefs")
-		args := []string{"build", "-o", bin}
-		if bi, ok := debug.ReadBuildInfo(); ok {
-			for _, s := range bi.Settings {
-				if s.Key == "-race" && s.Value == "true" {
-					args = append(args, "-race") // go test -race: the daemon too
-				}
-			}
-		}
-		res := npmStart(10*time.Minute, npmRepoRoot(), nil, "go", append(args, ".")...).wait()
-		if res.code != 0 || res.timedOut {
-			npmBuildErr = fmt.Errorf("go build: %s", res)
-			return
-		}
-		npmBinPath = bin
-	})
-	if npmBuildErr != nil {
-		t.Fatal(npmBuildErr)
-	}
-	return npmBinPath
 }
 
 // ---------------------------------------------------------------------------
@@ -332,7 +164,7 @@ type npmHub struct {
 // npmStartHub starts the mock Hub on a manifest and reads what it serves.
 func npmStartHub(t *testing.T, manifest string) *npmHub {
 	t.Helper()
-	script := filepath.Join(npmRepoRoot(), "testdata", "conformance", "mockhub", "mockhub.py")
+	script := filepath.Join(prRepoRoot(), "testdata", "conformance", "mockhub", "mockhub.py")
 	h := &npmHub{done: make(chan struct{}), stderr: &bytes.Buffer{}}
 	h.cmd = exec.Command("python3", script, "--manifest", manifest)
 	h.cmd.Dir = "/"
@@ -452,22 +284,10 @@ func (h *npmHub) fetch(t *testing.T, typ, id, sha, file string) []byte {
 		t.Fatalf("%s %s has no commit %s", typ, id, sha)
 	}
 	f := c.Files[file]
-	if int64(len(data)) != f.Size || npmEtag(data, f.LFS) != f.Etag {
+	if int64(len(data)) != f.Size || prEtag(data, f.LFS) != f.Etag {
 		t.Fatalf("the mock Hub served %d bytes for %s %s@%s:%s, its manifest says %d bytes, etag %s", len(data), typ, id, sha, file, f.Size, f.Etag)
 	}
 	return data
-}
-
-// npmEtag is the Hub's etag: sha256 for LFS files, the git blob sha1 else.
-func npmEtag(data []byte, lfs bool) string {
-	if lfs {
-		s := sha256.Sum256(data)
-		return hex.EncodeToString(s[:])
-	}
-	h := sha1.New()
-	fmt.Fprintf(h, "blob %d\x00", len(data))
-	h.Write(data)
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // ---------------------------------------------------------------------------
@@ -484,7 +304,7 @@ type npmItem struct {
 func npmDownload(t *testing.T, endpoint, cache string, delayMs int, items []npmItem) {
 	t.Helper()
 	spec, _ := json.Marshal(map[string]any{"hubUrl": endpoint, "cacheDir": cache, "delayMs": delayMs, "items": items})
-	res := npmStart(10*time.Minute, npmDir(), nil, "node", filepath.Join(npmDir(), "download.mjs"), string(spec)).wait()
+	res := prStartIn(t, 10*time.Minute, npmDir(), nil, "node", filepath.Join(npmDir(), "download.mjs"), string(spec)).wait()
 	if res.code != 0 || res.timedOut {
 		t.Fatalf("npm client snapshotDownload %s: %s", spec, res)
 	}
@@ -522,13 +342,13 @@ type npmJSScan struct {
 // npmTheirScan runs e2e/npm/scan.mjs: the npm client's scanCacheDir.
 func npmTheirScan(t *testing.T, cache string) npmJSScan {
 	t.Helper()
-	res := npmStart(npmChildTimeout, npmDir(), nil, "node", filepath.Join(npmDir(), "scan.mjs"), cache).wait()
+	res := prStartIn(t, prChildTimeout, npmDir(), nil, "node", filepath.Join(npmDir(), "scan.mjs"), cache).wait()
 	if res.code != 0 || res.timedOut {
 		t.Fatalf("npm client scanCacheDir: %s", res)
 	}
 	var doc npmJSScan
 	if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil {
-		t.Fatalf("scan.mjs output: %v\n%s", err, npmClip(res.stdout, 2000))
+		t.Fatalf("scan.mjs output: %v\n%s", err, prClip(res.stdout, 2000))
 	}
 	return doc
 }
@@ -536,48 +356,6 @@ func npmTheirScan(t *testing.T, cache string) npmJSScan {
 // ---------------------------------------------------------------------------
 // hfcachefs
 // ---------------------------------------------------------------------------
-
-type npmOurFile struct {
-	FileName   string `json:"file_name"`
-	FilePath   string `json:"file_path"`
-	BlobPath   string `json:"blob_path"`
-	SizeOnDisk int64  `json:"size_on_disk"`
-}
-
-type npmOurRev struct {
-	CommitHash   string       `json:"commit_hash"`
-	SnapshotPath string       `json:"snapshot_path"`
-	NbFiles      int          `json:"nb_files"`
-	Refs         []string     `json:"refs"`
-	Files        []npmOurFile `json:"files"`
-}
-
-type npmOurRepo struct {
-	RepoID    string            `json:"repo_id"`
-	RepoType  string            `json:"repo_type"`
-	RepoPath  string            `json:"repo_path"`
-	Refs      map[string]string `json:"refs"`
-	Revisions []npmOurRev       `json:"revisions"`
-}
-
-// npmOurScan is the part of `hfcachefs scan --format json` compared here.
-type npmOurScan struct {
-	CacheDir        string            `json:"cache_dir"`
-	Repos           []npmOurRepo      `json:"repos"`
-	IncompleteFiles []json.RawMessage `json:"incomplete_files"`
-	Warnings        []string          `json:"warnings"`
-	Notices         []json.RawMessage `json:"notices"`
-}
-
-func npmOurScanOf(t *testing.T, cache string) npmOurScan {
-	t.Helper()
-	out := npmMust(t, npmBinary(t), "scan", "--cache-dir", cache, "--format", "json")
-	var doc npmOurScan
-	if err := json.Unmarshal([]byte(out), &doc); err != nil {
-		t.Fatalf("hfcachefs scan --format json: %v\n%s", err, npmClip(out, 2000))
-	}
-	return doc
-}
 
 // npmMount is one `hfcachefs mount --daemon`.
 type npmMount struct {
@@ -587,18 +365,11 @@ type npmMount struct {
 
 func npmMountCache(t *testing.T, cache string) *npmMount {
 	t.Helper()
-	npmNeedFuse(t)
-	bin := npmBinary(t)
-	tmp := t.TempDir()
-	m := &npmMount{bin: bin, mp: filepath.Join(tmp, "mnt")}
-	for _, d := range []string{m.mp, filepath.Join(tmp, "assets")} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	env := []string{"HF_HOME=" + filepath.Join(tmp, "hf"), "XDG_STATE_HOME=" + filepath.Join(tmp, "state")}
-	res := npmStart(npmChildTimeout, "/", env, bin, "mount", m.mp, "--cache-dir", cache,
-		"--assets-dir", filepath.Join(tmp, "assets"), "--daemon").wait()
+	prNeedFuse(t, prCISet())
+	bin := prBinary(t)
+	_, mp, args, env := prMountPlace(t, cache)
+	m := &npmMount{bin: bin, mp: mp}
+	res := prRun(t, prChildTimeout, env, bin, append(args, "--daemon")...)
 	t.Cleanup(func() { m.unmount(t) })
 	m.pid = m.findDaemon()
 	if res.code != 0 || res.timedOut {
@@ -634,7 +405,7 @@ func (m *npmMount) daemonAlive() bool {
 // unmount: `hfcachefs unmount`, then a lazy unmount if still mounted, then
 // SIGTERM/SIGKILL to the daemon (by its pid) if it did not exit.
 func (m *npmMount) unmount(t *testing.T) {
-	if res := npmRun(npmChildTimeout, m.bin, "unmount", m.mp); res.code != 0 {
+	if res := prRun(t, prChildTimeout, nil, m.bin, "unmount", m.mp); res.code != 0 {
 		t.Logf("hfcachefs unmount %s: %s", m.mp, res)
 	}
 	if npmIsMounted(m.mp) {
@@ -668,23 +439,6 @@ func npmIsMounted(mp string) bool {
 		}
 	}
 	return false
-}
-
-type npmStatus struct {
-	Generation       uint64          `json:"generation"`
-	Warnings         json.RawMessage `json:"warnings"`
-	KeptLastGoodView []string        `json:"kept_last_good_view"`
-}
-
-// status reads .status.json through a child (cat).
-func (m *npmMount) status(t *testing.T) (npmStatus, string) {
-	t.Helper()
-	out := npmMust(t, "cat", filepath.Join(m.mp, ".status.json"))
-	var st npmStatus
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatalf(".status.json: %v\n%s", err, npmClip(out, 2000))
-	}
-	return st, out
 }
 
 // view is MOUNT/<type>s/<id>.
@@ -753,29 +507,11 @@ func npmExpect(t *testing.T, h *npmHub, items []npmItem) npmDownloaded {
 func npmBuildCache(t *testing.T) (string, *npmHub, npmDownloaded) {
 	t.Helper()
 	npmNeedClient(t)
-	h := npmStartHub(t, filepath.Join(npmRepoRoot(), "e2e", "testdata", "npm-hub-v1.json"))
-	cache := filepath.Join(npmResolved(t, t.TempDir()), "hub")
+	h := npmStartHub(t, filepath.Join(prRepoRoot(), "e2e", "testdata", "npm-hub-v1.json"))
+	cache := filepath.Join(prResolved(t, t.TempDir()), "hub")
 	items := npmBaseItems(t, h)
 	npmDownload(t, h.endpoint, cache, 0, items)
 	return cache, h, npmExpect(t, h, items)
-}
-
-func npmResolved(t *testing.T, p string) string {
-	t.Helper()
-	r, err := filepath.EvalSymlinks(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-func npmSorted(m map[string]bool) []string {
-	var l []string
-	for k := range m {
-		l = append(l, k)
-	}
-	sort.Strings(l)
-	return l
 }
 
 // ---------------------------------------------------------------------------
@@ -787,7 +523,7 @@ func npmSorted(m map[string]bool) []string {
 // faithfully; our scan also matches the mock Hub's manifest in full.
 func TestNpmClientCacheScan(t *testing.T) {
 	cache, h, want := npmBuildCache(t)
-	ours := npmOurScanOf(t, cache)
+	ours := prScan(t, cache, prChildTimeout)
 	theirs := npmTheirScan(t, cache)
 
 	if len(ours.Warnings) != 0 {
@@ -817,16 +553,16 @@ func TestNpmClientCacheScan(t *testing.T) {
 	for k := range want.commits {
 		wantRepos[k] = true
 	}
-	if fmt.Sprint(npmSorted(ourRepos)) != fmt.Sprint(npmSorted(wantRepos)) ||
-		fmt.Sprint(npmSorted(theirRepos)) != fmt.Sprint(npmSorted(wantRepos)) {
-		t.Fatalf("repos: hfcachefs %v, npm scanCacheDir %v, downloaded %v", npmSorted(ourRepos), npmSorted(theirRepos), npmSorted(wantRepos))
+	if fmt.Sprint(npmSortedKeys(ourRepos)) != fmt.Sprint(npmSortedKeys(wantRepos)) ||
+		fmt.Sprint(npmSortedKeys(theirRepos)) != fmt.Sprint(npmSortedKeys(wantRepos)) {
+		t.Fatalf("repos: hfcachefs %v, npm scanCacheDir %v, downloaded %v", npmSortedKeys(ourRepos), npmSortedKeys(theirRepos), npmSortedKeys(wantRepos))
 	}
 
 	nestedFiles, nestedRefs := 0, 0
 	for _, tr := range theirs.Repos {
 		key := tr.ID.Type + "/" + tr.ID.Name
 		hubRepo := h.repo(t, tr.ID.Type, tr.ID.Name)
-		var or *npmOurRepo
+		var or *prScanRepo
 		for i := range ours.Repos {
 			if ours.Repos[i].RepoType+"/"+ours.Repos[i].RepoID == key {
 				or = &ours.Repos[i]
@@ -853,8 +589,8 @@ func TestNpmClientCacheScan(t *testing.T) {
 		for _, trv := range tr.Revisions {
 			theirRevs[trv.CommitOid] = true
 		}
-		if fmt.Sprint(npmSorted(theirRevs)) != fmt.Sprint(npmSorted(want.commits[key])) || len(ourRevs) != len(want.commits[key]) {
-			t.Errorf("%s: revisions: npm %v, hfcachefs %v, downloaded %v", key, npmSorted(theirRevs), ourRevs, npmSorted(want.commits[key]))
+		if fmt.Sprint(npmSortedKeys(theirRevs)) != fmt.Sprint(npmSortedKeys(want.commits[key])) || len(ourRevs) != len(want.commits[key]) {
+			t.Errorf("%s: revisions: npm %v, hfcachefs %v, downloaded %v", key, npmSortedKeys(theirRevs), ourRevs, npmSortedKeys(want.commits[key]))
 			continue
 		}
 		for _, trv := range tr.Revisions {
@@ -956,7 +692,7 @@ func npmCmpAll(t *testing.T, pairs map[string]string) {
 	sort.Strings(keys)
 	bad := 0
 	for _, mp := range keys {
-		if res := npmRun(npmChildTimeout, "cmp", "--", pairs[mp], mp); res.code != 0 || res.timedOut {
+		if res := prRun(t, prChildTimeout, nil, "cmp", "--", pairs[mp], mp); res.code != 0 || res.timedOut {
 			bad++
 			if bad <= 20 {
 				t.Errorf("cmp %s: %s", mp, res)
@@ -971,7 +707,7 @@ func npmCmpAll(t *testing.T, pairs map[string]string) {
 // npmListFiles lists the files under a mount folder (find, in a child).
 func npmListFiles(t *testing.T, dir string) []string {
 	t.Helper()
-	out := npmMust(t, "find", dir, "-mindepth", "1", "-type", "f", "-printf", "%P\\n")
+	out := prMust(t, prChildTimeout, "find", dir, "-mindepth", "1", "-type", "f", "-printf", "%P\\n")
 	l := strings.Split(strings.TrimSpace(out), "\n")
 	if len(l) == 1 && l[0] == "" {
 		l = nil
@@ -1041,15 +777,15 @@ func TestNpmClientCacheMount(t *testing.T) {
 		}
 	}
 	npmCmpAll(t, pairs)
-	st, raw := m.status(t)
-	if w := strings.TrimSpace(string(st.Warnings)); w != "[]" && w != "null" && w != "" {
-		t.Errorf(".status.json warnings: %s", w)
+	st, raw := prStatus(t, m.mp)
+	if len(st.Warnings) != 0 {
+		t.Errorf(".status.json warnings: %q", st.Warnings)
 	}
 	if len(st.KeptLastGoodView) != 0 {
 		t.Errorf(".status.json kept_last_good_view on a settled cache: %v", st.KeptLastGoodView)
 	}
 	if t.Failed() {
-		t.Logf(".status.json: %s", npmClip(raw, 4000))
+		t.Logf(".status.json: %s", prClip(raw, 4000))
 	}
 	t.Logf("compared %d files of the mount with the mock Hub's bytes", len(pairs))
 }
@@ -1065,7 +801,7 @@ func npmSortedKeys[V any](m map[string]V) []string {
 
 func npmListDir(t *testing.T, dir string) []string {
 	t.Helper()
-	out := npmMust(t, "ls", "-1A", dir)
+	out := prMust(t, prChildTimeout, "ls", "-1A", dir)
 	l := strings.Fields(out)
 	sort.Strings(l)
 	return l
@@ -1121,32 +857,27 @@ type npmReaderOut struct {
 	} `json:"errors"`
 }
 
-func npmSha(data []byte) string {
-	s := sha256.Sum256(data)
-	return hex.EncodeToString(s[:])
-}
-
 // TestNpmClientRefMoveWhileMounted: a mounted cache, the npm client moves
 // main to a new commit (mock Hub restarted on a second manifest), a reader
 // polls by-ref/main/<file> all along: it never sees a partial file nor an
 // error, and by-ref/main follows the ref.
 func TestNpmClientRefMoveWhileMounted(t *testing.T) {
 	npmNeedClient(t)
-	npmNeedFuse(t)
+	prNeedFuse(t, prCISet())
 	const typ, id = "model", "acme/tiny-model"
 	watched := []string{"config.json", "model.safetensors"}
 
-	h1 := npmStartHub(t, filepath.Join(npmRepoRoot(), "e2e", "testdata", "npm-hub-v1.json"))
-	cache := filepath.Join(npmResolved(t, t.TempDir()), "hub")
+	h1 := npmStartHub(t, filepath.Join(prRepoRoot(), "e2e", "testdata", "npm-hub-v1.json"))
+	cache := filepath.Join(prResolved(t, t.TempDir()), "hub")
 	npmDownload(t, h1.endpoint, cache, 0, []npmItem{{typ, id, "main"}, {"model", "gpt2", "main"}})
 	oldSha := h1.repo(t, typ, id).Refs["main"]
 	h1.stop(t)
 
 	m := npmMountCache(t, cache)
 	view := m.view(typ, id)
-	st0, _ := m.status(t)
+	st0, _ := prStatus(t, m.mp)
 
-	h2 := npmStartHub(t, filepath.Join(npmRepoRoot(), "e2e", "testdata", "npm-hub-v2.json"))
+	h2 := npmStartHub(t, filepath.Join(prRepoRoot(), "e2e", "testdata", "npm-hub-v2.json"))
 	newSha := h2.repo(t, typ, id).Refs["main"]
 	if newSha == oldSha {
 		t.Fatalf("npm-hub-v2.json does not move main (%s)", oldSha)
@@ -1164,13 +895,13 @@ func TestNpmClientRefMoveWhileMounted(t *testing.T) {
 		if bytes.Equal(old, nw) {
 			t.Fatalf("%s is the same in %s and %s: pick a file that changes", f, oldSha, newSha)
 		}
-		versions[f][npmSha(old)] = "old main " + oldSha[:8]
-		versions[f][npmSha(nw)] = "new main " + newSha[:8]
+		versions[f][prSha256(old)] = "old main " + oldSha[:8]
+		versions[f][prSha256(nw)] = "new main " + newSha[:8]
 		expNew[f] = nw
 	}
 	// by-ref/main shows the old main before the download.
 	for _, f := range watched {
-		got := npmMust(t, "sha256sum", filepath.Join(view, "by-ref", "main", f))
+		got := prMust(t, prChildTimeout, "sha256sum", filepath.Join(view, "by-ref", "main", f))
 		if which := versions[f][strings.Fields(got + " ")[0]]; !strings.HasPrefix(which, "old") {
 			t.Fatalf("before the download, by-ref/main/%s: %s (%q)", f, got, which)
 		}
@@ -1178,17 +909,14 @@ func TestNpmClientRefMoveWhileMounted(t *testing.T) {
 
 	// The reader, in a child with cwd "/".
 	tmp := t.TempDir()
-	script := filepath.Join(tmp, "reader.py")
+	script := prWriteScript(t, "reader.py", npmReaderPy)
 	stop, ready := filepath.Join(tmp, "stop"), filepath.Join(tmp, "ready")
-	if err := os.WriteFile(script, []byte(npmReaderPy), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	var paths []string
 	for _, f := range watched {
 		paths = append(paths, filepath.Join(view, "by-ref", "main", f))
 	}
 	pathsJSON, _ := json.Marshal(paths)
-	reader := npmStart(10*time.Minute, "/", nil, "python3", script, string(pathsJSON), stop, ready)
+	reader := prStart(t, 10*time.Minute, nil, "python3", script, string(pathsJSON), stop, ready)
 	readerDone := false
 	t.Cleanup(func() {
 		if !readerDone {
@@ -1217,8 +945,8 @@ func TestNpmClientRefMoveWhileMounted(t *testing.T) {
 	followed := false
 	deadline := time.Now().Add(15 * time.Second)
 	for !followed && time.Now().Before(deadline) {
-		res := npmRun(npmChildTimeout, "sha256sum", filepath.Join(view, "by-ref", "main", watched[0]))
-		followed = res.code == 0 && strings.HasPrefix(res.stdout, npmSha(expNew[watched[0]]))
+		res := prRun(t, prChildTimeout, nil, "sha256sum", filepath.Join(view, "by-ref", "main", watched[0]))
+		followed = res.code == 0 && strings.HasPrefix(res.stdout, prSha256(expNew[watched[0]]))
 		if !followed {
 			time.Sleep(200 * time.Millisecond)
 		}
@@ -1235,7 +963,7 @@ func TestNpmClientRefMoveWhileMounted(t *testing.T) {
 	}
 	var out npmReaderOut
 	if err := json.Unmarshal([]byte(res.stdout), &out); err != nil {
-		t.Fatalf("the reader's output: %v\n%s", err, npmClip(res.stdout, 2000))
+		t.Fatalf("the reader's output: %v\n%s", err, prClip(res.stdout, 2000))
 	}
 	t.Logf("download %v; by-ref/main followed %v after it; the reader did %d rounds",
 		dlEnd.Sub(dlStart).Round(time.Millisecond), followedAt.Sub(dlEnd).Round(time.Millisecond), out.Rounds)
@@ -1284,14 +1012,14 @@ func TestNpmClientRefMoveWhileMounted(t *testing.T) {
 		}
 	}
 	npmCmpAll(t, pairs)
-	st1, raw := m.status(t)
+	st1, raw := prStatus(t, m.mp)
 	if st1.Generation <= st0.Generation {
 		t.Errorf(".status.json generation %d after the ref moved, %d before", st1.Generation, st0.Generation)
 	}
 	if len(st1.KeptLastGoodView) != 0 {
-		t.Errorf(".status.json kept_last_good_view after the download: %v\n%s", st1.KeptLastGoodView, npmClip(raw, 3000))
+		t.Errorf(".status.json kept_last_good_view after the download: %v\n%s", st1.KeptLastGoodView, prClip(raw, 3000))
 	}
-	ours := npmOurScanOf(t, cache)
+	ours := prScan(t, cache, prChildTimeout)
 	if len(ours.Warnings) != 0 {
 		t.Errorf("hfcachefs scan warnings after the download: %q", ours.Warnings)
 	}

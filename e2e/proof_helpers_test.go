@@ -1,17 +1,19 @@
 package e2e_test
 
-// Shared helpers of writers_test.go and hostile_test.go. Every name is
-// prefixed "pr" (other files of this package use their own prefixes).
+// Shared helpers of the package's tests (hostile_test.go, writers_test.go,
+// npm_test.go). Every name is prefixed "pr" (the names of npm_test.go's own
+// helpers start with "npm").
 //
 // The rules they enforce: the test process builds the binary once, mounts
 // through it, and never touches the mount itself. Every access to the
-// mount is a child process (python3, ls, find, cat, getfattr) with its
+// mount is a child process (python3, ls, find, cat, cmp, getfattr) with its
 // working directory "/" and a timeout that kills its whole process group.
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -47,10 +49,10 @@ func prRepoRoot() string {
 	return filepath.Dir(filepath.Dir(file))
 }
 
-// prBinary builds hfcachefs once per package run. The binary lives in
-// $TMPDIR/hfcachefs-e2e-pr-<pid>; folders left by earlier runs whose
-// process is gone are removed first (no TestMain here: another file of
-// the package may need it).
+// prBinary builds hfcachefs once per package run (at most 10 minutes).
+// The binary lives in $TMPDIR/hfcachefs-e2e-pr-<pid>; folders left by
+// earlier runs whose process is gone are removed first (no TestMain here:
+// another file of the package may need it).
 func prBinary(t *testing.T) string {
 	t.Helper()
 	prBuildOnce.Do(func() {
@@ -73,10 +75,9 @@ func prBinary(t *testing.T) string {
 			// go test -race: the daemon is checked for data races too.
 			args = append(args, "-race")
 		}
-		cmd := exec.Command("go", append(args, ".")...)
-		cmd.Dir = prRepoRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			prBuildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		res := prStartIn(t, 10*time.Minute, prRepoRoot(), nil, "go", append(args, ".")...).wait()
+		if res.code != 0 || res.timedOut {
+			prBuildErr = fmt.Errorf("go build: %s", res)
 			return
 		}
 		prBinPath = bin
@@ -99,22 +100,30 @@ func prRaceEnabled() bool {
 	return false
 }
 
-// prSkipOrFail skips, except under CI=true where a skip is a failure.
-func prSkipOrFail(t *testing.T, format string, args ...any) {
+// A test that lacks what it needs (FUSE, a tool) skips, except under CI,
+// where the skip is refused: a failure. The files of this package differ
+// on what "under CI" means: for hostile_test.go and writers_test.go it is
+// CI=true (prCITrue), for npm_test.go any non-empty CI (prCISet).
+func prCITrue() bool { return os.Getenv("CI") == "true" }
+func prCISet() bool  { return os.Getenv("CI") != "" }
+
+// prSkipOrFail skips, or fails when refuse (one of the rules above) holds.
+func prSkipOrFail(t *testing.T, refuse bool, format string, args ...any) {
 	t.Helper()
 	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true, refusing to skip: %s", msg)
+	if refuse {
+		t.Fatalf("CI=%q, refusing to skip: %s", os.Getenv("CI"), msg)
 	}
 	t.Skip(msg)
 }
 
-// prNeedFuse skips (fails under CI) without /dev/fuse or the tools used.
-func prNeedFuse(t *testing.T, tools ...string) {
+// prNeedFuse skips (fails when refuse holds) without /dev/fuse, python3
+// or the tools used.
+func prNeedFuse(t *testing.T, refuse bool, tools ...string) {
 	t.Helper()
 	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
 	if err != nil {
-		prSkipOrFail(t, "FUSE is not available (%v)", err)
+		prSkipOrFail(t, refuse, "FUSE is not available (%v)", err)
 	}
 	f.Close()
 	if os.Geteuid() != 0 {
@@ -122,7 +131,7 @@ func prNeedFuse(t *testing.T, tools ...string) {
 	}
 	for _, tool := range append([]string{"python3"}, tools...) {
 		if _, err := exec.LookPath(tool); err != nil {
-			prSkipOrFail(t, "%s is not installed", tool)
+			prSkipOrFail(t, refuse, "%s is not installed", tool)
 		}
 	}
 }
@@ -139,7 +148,7 @@ func (r prResult) String() string {
 	if r.timedOut {
 		s += " (TIMED OUT, killed)"
 	}
-	return fmt.Sprintf("%s; stdout %q; stderr %q", s, prClip(r.stdout, 600), prClip(r.stderr, 600))
+	return fmt.Sprintf("%s; stdout %q; stderr %q", s, prClip(r.stdout, 2000), prClip(r.stderr, 2000))
 }
 
 func prClip(s string, n int) string {
@@ -158,14 +167,20 @@ type prChild struct {
 	startErr       error
 }
 
-// prStart starts a child with cwd "/", in its own process group, killed
-// (the group: it is ours) when the timeout passes.
+// prStart starts a child with cwd "/" (never inside a mount), in its own
+// process group, killed (the group: it is ours) when the timeout passes.
 func prStart(t *testing.T, timeout time.Duration, env []string, name string, args ...string) *prChild {
+	t.Helper()
+	return prStartIn(t, timeout, "/", env, name, args...)
+}
+
+// prStartIn is prStart with the working directory dir (never a mount).
+func prStartIn(t *testing.T, timeout time.Duration, dir string, env []string, name string, args ...string) *prChild {
 	t.Helper()
 	c := &prChild{}
 	c.ctx, c.cancel = context.WithTimeout(context.Background(), timeout)
 	c.cmd = exec.CommandContext(c.ctx, name, args...)
-	c.cmd.Dir = "/"
+	c.cmd.Dir = dir
 	c.cmd.Env = append(os.Environ(), env...)
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	c.cmd.Cancel = func() error { return syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL) }
@@ -188,6 +203,9 @@ func (c *prChild) wait() prResult {
 	case err == nil:
 	case errors.As(err, &exit):
 		res.code = exit.ExitCode()
+		if res.code == -1 { // killed by a signal: say which
+			res.stderr += "\n[" + err.Error() + "]"
+		}
 	default:
 		res.code = -1
 		res.stderr += "\n[run error] " + err.Error()
@@ -232,27 +250,40 @@ type prDaemon struct {
 	exitErr        error
 }
 
+// prMountPlace prepares a mount of cache in a fresh temp folder tmp: the
+// mountpoint mp (tmp/mnt) and tmp/assets; args are those of `hfcachefs
+// mount` and env keeps the daemon's state and HF_HOME in tmp.
+func prMountPlace(t *testing.T, cache string) (tmp, mp string, args, env []string) {
+	t.Helper()
+	tmp = t.TempDir()
+	mp = filepath.Join(tmp, "mnt")
+	for _, d := range []string{mp, filepath.Join(tmp, "assets")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args = []string{"mount", mp, "--cache-dir", cache, "--assets-dir", filepath.Join(tmp, "assets")}
+	// Receipts and holds live under XDG_STATE_HOME: keep them in the test.
+	env = []string{"XDG_STATE_HOME=" + filepath.Join(tmp, "state"), "HF_HOME=" + filepath.Join(tmp, "hf")}
+	return tmp, mp, args, env
+}
+
 // prStartMount mounts cache and waits (<= 60 s) until the mount is ready.
 func prStartMount(t *testing.T, cache string, extra ...string) *prDaemon {
 	t.Helper()
 	bin := prBinary(t)
-	tmp := t.TempDir()
-	mp := filepath.Join(tmp, "mnt")
+	tmp, mp, args, env := prMountPlace(t, cache)
 	must := func(err error) {
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	must(os.Mkdir(mp, 0o755))
-	must(os.Mkdir(filepath.Join(tmp, "assets"), 0o755))
 	d := &prDaemon{mp: mp, cache: cache, log: filepath.Join(tmp, "daemon.log"), done: make(chan struct{})}
 	logf, err := os.Create(d.log)
 	must(err)
-	args := append([]string{"mount", mp, "--cache-dir", cache, "--assets-dir", filepath.Join(tmp, "assets")}, extra...)
-	d.cmd = exec.Command(bin, args...)
+	d.cmd = exec.Command(bin, append(args, extra...)...)
 	d.cmd.Dir = "/"
-	// Receipts and holds live under XDG_STATE_HOME: keep them in the test.
-	d.cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+filepath.Join(tmp, "state"), "HF_HOME="+filepath.Join(tmp, "hf"))
+	d.cmd.Env = append(os.Environ(), env...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	must(d.cmd.Start())
@@ -595,6 +626,24 @@ func prExpected(t *testing.T, scan prScanDoc) (files map[string]prExpFile, revDi
 	return files, revDirs
 }
 
+// prSha256 is the hex sha256 of data.
+func prSha256(data []byte) string {
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:])
+}
+
+// prEtag is the Hub's etag, the blob's name: sha256 for LFS files, else
+// the git blob sha1.
+func prEtag(data []byte, lfs bool) string {
+	if lfs {
+		return prSha256(data)
+	}
+	h := sha1.New()
+	fmt.Fprintf(h, "blob %d\x00", len(data))
+	h.Write(data)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 var prShaCache sync.Map // blob path -> sha256 hex
 
 func prBlobSha(t *testing.T, blob string) string {
@@ -606,8 +655,7 @@ func prBlobSha(t *testing.T, blob string) string {
 	if err != nil {
 		t.Fatalf("reading blob %s: %v", blob, err)
 	}
-	sum := sha256.Sum256(data)
-	s := hex.EncodeToString(sum[:])
+	s := prSha256(data)
 	prShaCache.Store(blob, s)
 	return s
 }

@@ -342,7 +342,7 @@ type prReaderOut struct {
 var prByCommitRe = regexp.MustCompile(`/by-commit/([0-9a-f]{40})(/|$)`)
 
 func TestConcurrentWritersAndReaders(t *testing.T) {
-	prNeedFuse(t)
+	prNeedFuse(t, prCITrue())
 	seconds := 60
 	if v := os.Getenv("HFCACHEFS_WRITERS_SECONDS"); v != "" {
 		n, err := strconv.Atoi(v)
