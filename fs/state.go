@@ -64,6 +64,10 @@ type State struct {
 
 	mu   sync.Mutex // protects the following
 	live map[*dirNode]struct{}
+
+	qmu      sync.Mutex // protects the following
+	queue    [][2]*views.Model
+	draining bool
 }
 
 // NewState makes the shared state with a first model.
@@ -123,6 +127,37 @@ func (s *State) Invalidate(prev, next *views.Model) {
 		}
 		invalidateDir(n, prev, next)
 	}
+}
+
+// InvalidateLater queues Invalidate for a goroutine of its own, in order,
+// so that whoever swapped the model never waits for the kernel: a
+// notification about a folder waits for that folder's lock, which a
+// READDIR waiting for a scan may hold.
+func (s *State) InvalidateLater(prev, next *views.Model) {
+	if prev == nil || prev == next {
+		return
+	}
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	s.queue = append(s.queue, [2]*views.Model{prev, next})
+	if s.draining {
+		return
+	}
+	s.draining = true
+	go func() {
+		for {
+			s.qmu.Lock()
+			if len(s.queue) == 0 {
+				s.draining = false
+				s.qmu.Unlock()
+				return
+			}
+			pair := s.queue[0]
+			s.queue = s.queue[1:]
+			s.qmu.Unlock()
+			s.Invalidate(pair[0], pair[1])
+		}
+	}()
 }
 
 // changedFolders lists repo folders whose scan differs between models.
@@ -193,7 +228,7 @@ func (s *State) afterRename(prev, next *views.Model, dirs map[*dirNode][]string)
 				_ = d.NotifyEntry(name)
 			}
 		}
-		s.Invalidate(prev, next)
+		s.InvalidateLater(prev, next)
 	}()
 }
 

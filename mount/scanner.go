@@ -210,8 +210,12 @@ func (s *scanner) initial(workers int) {
 	for {
 		select {
 		case <-done:
-			s.publish()
+			// Waiters go before the kernel hears of it: a READDIR waiting
+			// for the full scan holds its folder's lock, which a
+			// notification about that folder waits for.
+			prev, next := s.publishStore()
 			close(s.full)
+			s.state.InvalidateLater(prev, next)
 			// Lookups still waiting now have their answer (or ENOENT).
 			go s.serveLateUrgent()
 			return
@@ -231,11 +235,9 @@ func (s *scanner) serveLateUrgent() {
 
 // publish builds a model of what has been scanned (placeholders for the
 // rest), swaps it in, releases the lookups waiting for those repos, and
-// only then invalidates kernel caches (from this goroutine, no lock held).
+// only then has kernel caches invalidated (by the state's own goroutine).
 func (s *scanner) publish() {
-	if prev, next := s.publishStore(); prev != nil {
-		s.state.Invalidate(prev, next)
-	}
+	s.state.InvalidateLater(s.publishStore())
 }
 
 // publishStore builds and stores a model of the scans, releasing the
@@ -369,9 +371,7 @@ func (s *scanner) refreshOnce(only map[string]bool) {
 	// The kernel hears of it only once workMu is free: a .trash rename
 	// waits for workMu while the kernel holds its folders' locks, which a
 	// notification about those folders waits for.
-	if prev, next := s.refreshStore(only); prev != nil {
-		s.state.Invalidate(prev, next)
-	}
+	s.state.InvalidateLater(s.refreshStore(only))
 }
 
 func (s *scanner) refreshStore(only map[string]bool) (prev, next *views.Model) {
