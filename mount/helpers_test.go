@@ -1,7 +1,8 @@
 package mount
 
-// Helpers for the mount tests. The rule they enforce: the test process
-// mounts (in-process with Start, or by running the built binary) but never
+// Helpers for the mount tests (mount_test.go, resources_test.go,
+// trash_test.go). The rule they enforce: the test process mounts
+// (in-process with Start, or by running the built binary) but never
 // touches the mount itself; every access to it is a child process (ls,
 // cat, stat, du, find, getfattr, python3, bwrap...) started with its
 // working directory outside the mount ("/").
@@ -21,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +38,15 @@ import (
 // childTimeout bounds every child process: a hung FUSE server must fail
 // the test, not hang the run.
 const childTimeout = 2 * time.Minute
+
+// Commits of acme/tiny-model in the basic cache.
+const (
+	mainCommit = "eba90b51402874116c4cda2ae669ce32cc85e1c6" // main
+	v1Commit   = "4a67d7bb895e9c468f402aa571ffea8548c37676" // v1.0, feature/x
+	detached   = "a22712daca2fb86decd9b9c6ed06c1c90ca638fa" // no ref
+)
+
+const tinyModel = "models/acme/tiny-model"
 
 // followDeadline is how long a change in the cache may take to show.
 const followDeadline = 15 * time.Second
@@ -85,6 +96,13 @@ func needTool(t *testing.T, names ...string) {
 	}
 }
 
+func needRoot(t *testing.T, why string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		skipOrFail(t, "needs root: %s", why)
+	}
+}
+
 // testLogger logs through t until the test ends, then to stderr (the
 // refresher may still log while the mount is torn down).
 type testLogger struct {
@@ -124,6 +142,15 @@ func startMount(t *testing.T, cacheDir string, o Options) (*Mount, string) {
 
 func startMountAt(t *testing.T, mp, cacheDir string, o Options) *Mount {
 	t.Helper()
+	m, _ := mountAt(t, mp, cacheDir, o)
+	return m
+}
+
+// mountAt mounts cacheDir on mp in-process and registers the mount (see
+// ourMounts). The function it returns unmounts (lazily if busy), once; it
+// also runs at cleanup.
+func mountAt(t *testing.T, mp, cacheDir string, o Options) (*Mount, func()) {
+	t.Helper()
 	o.CacheDir = cacheDir
 	if o.AssetsDir == "" {
 		o.AssetsDir = t.TempDir()
@@ -133,16 +160,30 @@ func startMountAt(t *testing.T, mp, cacheDir string, o Options) *Mount {
 	if err != nil {
 		t.Fatalf("Start(%s): %v", mp, err)
 	}
-	t.Cleanup(func() {
-		if err := m.Unmount(); err != nil {
-			t.Logf("Unmount %s: %v", mp, err)
-		}
-		_ = syscall.Unmount(mp, syscall.MNT_DETACH)
-		lw.mu.Lock()
-		lw.done = true
-		lw.mu.Unlock()
-	})
-	return m
+	var once sync.Once
+	unmount := func() {
+		once.Do(func() {
+			if err := m.Unmount(); err != nil {
+				t.Logf("Unmount %s: %v", mp, err)
+			}
+			_ = syscall.Unmount(mp, syscall.MNT_DETACH)
+			lw.mu.Lock()
+			lw.done = true
+			lw.mu.Unlock()
+		})
+	}
+	t.Cleanup(unmount)
+	registerMount(t, m.Mountpoint, 0)
+	return m, unmount
+}
+
+func waitReady(t *testing.T, m *Mount) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if !m.WaitReady(ctx) {
+		t.Fatal("WaitReady: the first scan did not complete")
+	}
 }
 
 // result is what a child process did.
@@ -155,7 +196,8 @@ func (r result) String() string {
 	return fmt.Sprintf("exit %d\nstdout: %q\nstderr: %q", r.code, r.stdout, r.stderr)
 }
 
-// run runs a child with "/" as its working directory.
+// run runs a child with "/" as its working directory (see runHang),
+// bounded by childTimeout.
 func run(t *testing.T, name string, args ...string) result {
 	t.Helper()
 	return runIn(t, nil, name, args...)
@@ -163,18 +205,42 @@ func run(t *testing.T, name string, args ...string) result {
 
 func runIn(t *testing.T, stdin io.Reader, name string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), childTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
+	return runHang(t, childTimeout, stdin, name, args...)
+}
+
+// runHang runs a child in "/" with the C locale's messages (strerror
+// texts in English). A child still running after hang is stuck in the
+// kernel on one of our mounts (it cannot even be killed then): the test
+// aborts our FUSE connections to free it and fails, saying where it was
+// stuck.
+func runHang(t *testing.T, hang time.Duration, stdin io.Reader, name string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(name, args...)
 	cmd.Dir = "/"
-	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8", "LANG=C.UTF-8")
+	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8", "LANG=C.UTF-8", "LANGUAGE=")
 	cmd.Stdin = stdin
-	cmd.WaitDelay = 5 * time.Second
+	cmd.WaitDelay = 5 * time.Second // a grandchild keeping stdout open does not hold Wait up
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("%s %q did not finish in %v (hung mount?)\nstdout: %s\nstderr: %s", name, args, childTimeout, stdout.String(), stderr.String())
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s %q: %v", name, args, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(hang):
+		diag := stuckDiag(cmd.Process.Pid)
+		aborted := abortOurMounts(t)
+		_ = cmd.Process.Kill() // our own child, by pid
+		output := "(the child still runs)"
+		select {
+		case <-done:
+			output = fmt.Sprintf("stdout: %s\nstderr: %s", stdout.String(), stderr.String())
+		case <-time.After(30 * time.Second):
+		}
+		t.Fatalf("%s %q hung for %v (deadlocked mount?); aborted FUSE connections %v to free it.\n%s\n%s", name, args, hang, aborted, output, diag)
 	}
 	code := 0
 	if err != nil {
@@ -187,10 +253,97 @@ func runIn(t *testing.T, stdin io.Reader, name string, args ...string) result {
 	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
 }
 
+// ourMounts are the mounts of the running tests (mountpoint -> daemon
+// pid, 0 for in-process), for stuckDiag and abortOurMounts.
+var ourMounts = struct {
+	sync.Mutex
+	m map[string]int
+}{m: map[string]int{}}
+
+// registerMount adds a mount to ourMounts until the test ends; mp is as
+// /proc/self/mountinfo shows it.
+func registerMount(t *testing.T, mp string, pid int) {
+	ourMounts.Lock()
+	ourMounts.m[mp] = pid
+	ourMounts.Unlock()
+	t.Cleanup(func() {
+		ourMounts.Lock()
+		delete(ourMounts.m, mp)
+		ourMounts.Unlock()
+	})
+}
+
+// stuckDiag describes where a stuck child and the threads of our FUSE
+// servers (this process, our daemons) wait in the kernel.
+func stuckDiag(child int) string {
+	var b strings.Builder
+	stack, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stack", child))
+	fmt.Fprintf(&b, "the child's kernel stack:\n%s", stack)
+	pids := []int{os.Getpid()}
+	ourMounts.Lock()
+	for _, pid := range ourMounts.m {
+		if pid != 0 {
+			pids = append(pids, pid)
+		}
+	}
+	ourMounts.Unlock()
+	for _, pid := range pids {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+		for _, task := range tasks {
+			stat, _ := os.ReadFile(task + "/stat")
+			if i := bytes.LastIndexByte(stat, ')'); i < 0 || i+2 >= len(stat) || stat[i+2] != 'D' {
+				continue
+			}
+			stack, _ := os.ReadFile(task + "/stack")
+			fmt.Fprintf(&b, "server thread %s in D state:\n%s", task, stack)
+		}
+	}
+	return b.String()
+}
+
+// abortOurMounts aborts the FUSE connections of our mounts (through
+// fusectl, mounted if need be): every request waiting on them fails.
+func abortOurMounts(t *testing.T) []string {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	ourMounts.Lock()
+	ours := map[string]bool{}
+	for mp := range ourMounts.m {
+		ours[mp] = true
+	}
+	ourMounts.Unlock()
+	if _, err := os.Stat("/sys/fs/fuse/connections/"); err == nil {
+		if l, _ := os.ReadDir("/sys/fs/fuse/connections"); len(l) == 0 {
+			_ = exec.Command("mount", "-t", "fusectl", "none", "/sys/fs/fuse/connections").Run()
+		}
+	}
+	var aborted []string
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 5 || !ours[f[4]] {
+			continue
+		}
+		_, minor, _ := strings.Cut(f[2], ":")
+		if err := os.WriteFile("/sys/fs/fuse/connections/"+minor+"/abort", []byte("1"), 0o200); err != nil {
+			t.Logf("aborting the FUSE connection of %s: %v", f[4], err)
+			continue
+		}
+		aborted = append(aborted, f[4])
+	}
+	return aborted
+}
+
 // mustRun runs a child and fails the test unless it exits 0.
 func mustRun(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	r := run(t, name, args...)
+	return mustRunHang(t, childTimeout, name, args...)
+}
+
+func mustRunHang(t *testing.T, hang time.Duration, name string, args ...string) string {
+	t.Helper()
+	r := runHang(t, hang, nil, name, args...)
 	if r.code != 0 {
 		t.Fatalf("%s %q: %s", name, args, r)
 	}
@@ -220,6 +373,15 @@ func lines(s string) []string {
 	return out
 }
 
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
 // poll runs check until it reports true or the deadline passes; the last
 // description is in the failure.
 func poll(t *testing.T, deadline time.Duration, what string, check func() (bool, string)) {
@@ -233,7 +395,7 @@ func poll(t *testing.T, deadline time.Duration, what string, check func() (bool,
 		if time.Now().After(end) {
 			t.Fatalf("%s: still not so after %v; last: %s", what, deadline, desc)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -243,6 +405,16 @@ func scan(t *testing.T, cacheDir string) *cachecore.CacheInfo {
 	info, err := cachecore.Scan(cacheDir)
 	if err != nil {
 		t.Fatalf("scan %s: %v", cacheDir, err)
+	}
+	return info
+}
+
+// scanClean is scan, and fails the test (going on) on any warning.
+func scanClean(t *testing.T, cacheDir string) *cachecore.CacheInfo {
+	t.Helper()
+	info := scan(t, cacheDir)
+	for _, w := range info.Warnings {
+		t.Errorf("scan of %s warns: %v", cacheDir, w)
 	}
 	return info
 }
@@ -302,8 +474,8 @@ func sha(b []byte) string {
 }
 
 // treeState records a directory tree without following symlinks: type,
-// permission bits, size, link target and a hash of regular files. Times
-// are left out (reads change atimes).
+// permission bits, size, link target, a hash of regular files, and owner.
+// Times are left out (reads change atimes).
 func treeState(t *testing.T, root string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
@@ -315,7 +487,7 @@ func treeState(t *testing.T, root string) map[string]string {
 		if err != nil {
 			return err
 		}
-		desc := fmt.Sprintf("%v", fi.Mode())
+		desc := fi.Mode().String()
 		switch {
 		case fi.Mode()&fs.ModeSymlink != 0:
 			target, err := os.Readlink(p)
@@ -328,8 +500,10 @@ func treeState(t *testing.T, root string) map[string]string {
 			if err != nil {
 				return err
 			}
-			desc += fmt.Sprintf(" %d %s", fi.Size(), sha(b))
+			desc += fmt.Sprintf(" %d %s", len(b), sha(b))
 		}
+		st := fi.Sys().(*syscall.Stat_t)
+		desc += fmt.Sprintf(" %d:%d", st.Uid, st.Gid)
 		out[strings.TrimPrefix(p, root)] = desc
 		return nil
 	})
@@ -339,20 +513,22 @@ func treeState(t *testing.T, root string) map[string]string {
 	return out
 }
 
+// diffTrees lists how b differs from a, sorted.
 func diffTrees(a, b map[string]string) []string {
 	var diffs []string
 	for k, v := range a {
 		if w, ok := b[k]; !ok {
-			diffs = append(diffs, "removed: "+k)
+			diffs = append(diffs, fmt.Sprintf("missing: %s (%s)", k, v))
 		} else if v != w {
 			diffs = append(diffs, fmt.Sprintf("changed: %s: %s -> %s", k, v, w))
 		}
 	}
-	for k := range b {
+	for k, v := range b {
 		if _, ok := a[k]; !ok {
-			diffs = append(diffs, "added: "+k)
+			diffs = append(diffs, fmt.Sprintf("extra: %s (%s)", k, v))
 		}
 	}
+	sort.Strings(diffs)
 	return diffs
 }
 
@@ -541,6 +717,7 @@ func startDaemon(t *testing.T, mp, cacheDir string, extra ...string) int {
 		killIfOurs(pid)
 		_ = syscall.Unmount(mp, syscall.MNT_DETACH)
 	})
+	registerMount(t, mp, pid)
 	return pid
 }
 

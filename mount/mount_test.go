@@ -23,15 +23,6 @@ import (
 	"github.com/hfcachefs/hfcachefs/internal/testcache"
 )
 
-// Commits of acme/tiny-model in the basic cache.
-const (
-	mainCommit = "eba90b51402874116c4cda2ae669ce32cc85e1c6" // main
-	v1Commit   = "4a67d7bb895e9c468f402aa571ffea8548c37676" // v1.0, feature/x
-	detached   = "a22712daca2fb86decd9b9c6ed06c1c90ca638fa" // no ref
-)
-
-const tinyModel = "models/acme/tiny-model"
-
 // expFile is one path the mount should show under a type folder.
 type expFile struct {
 	repo *cachecore.RepoInfo
@@ -59,15 +50,6 @@ func expectedFiles(info *cachecore.CacheInfo, types ...string) map[string]expFil
 		}
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // topNames is what `ls MOUNT/<type>s` should list: the first segment of
@@ -125,15 +107,6 @@ func TestMountIsReadyBeforeTheScan(t *testing.T) {
 		t.Errorf("cat by-ref/main/config.json right after Start = %q, want the blob's bytes", got)
 	}
 	waitReady(t, m)
-}
-
-func waitReady(t *testing.T, m *Mount) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if !m.WaitReady(ctx) {
-		t.Fatal("WaitReady: the first scan did not complete")
-	}
 }
 
 // TestRepoFolderAttrsBeforeItsScan asks for a repo folder's attributes

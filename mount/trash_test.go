@@ -1,4 +1,4 @@
-package mount_test
+package mount
 
 import (
 	"crypto/sha256"
@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/hfcachefs/hfcachefs/cachecore"
-	"github.com/hfcachefs/hfcachefs/mount"
+	"github.com/hfcachefs/hfcachefs/internal/testcache"
 	"github.com/hfcachefs/hfcachefs/trash"
 )
 
@@ -28,8 +28,8 @@ func TestTrashMatchesHuggingFaceHubDeletion(t *testing.T) {
 	}
 	folder, _, _ := strings.Cut(del.Snapshots[0], "/")
 	hash := filepath.Base(del.Snapshots[0])
-	cache := trCache(t)
-	tm := trStart(t, cache, mount.Options{})
+	cache := testcache.Basic(t)
+	tm := trStart(t, cache, Options{})
 	rev := tm.Rev(trMountPath(folder), hash)
 
 	if got := trXattr(t, rev, "user.hf.freed_if_trashed"); got != strconv.FormatInt(del.ExpectedFreedSize, 10) {
@@ -39,7 +39,7 @@ func TestTrashMatchesHuggingFaceHubDeletion(t *testing.T) {
 
 	want := trGoldenLayout(t, filepath.Join(trGoldens(), "delete_c1", "layout_after.json"), cache)
 	trSameTree(t, "after mv into .trash vs huggingface_hub's layout_after.json", want, trLayout(t, cache))
-	trScanClean(t, cache)
+	scanClean(t, cache)
 
 	r := trReceipt(t, tm, hash)
 	for _, c := range []struct {
@@ -76,7 +76,7 @@ func TestTrashPlansFromHuggingFaceHub(t *testing.T) {
 		Plan   trPlanDoc `json:"plan"`
 	}
 	trReadJSON(t, filepath.Join(trGoldens(), "plans.json"), &plans)
-	ref, err := cachecore.Scan(trCache(t))
+	ref, err := cachecore.Scan(testcache.Basic(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,9 +119,9 @@ func TestTrashPlansFromHuggingFaceHub(t *testing.T) {
 				t.Skipf("hashes of %d repos: .trash deletes within one repo", len(repos))
 			}
 
-			cache := trCache(t)
+			cache := testcache.Basic(t)
 			before := trLayout(t, cache)
-			tm := trStart(t, cache, mount.Options{})
+			tm := trStart(t, cache, Options{})
 			args := []string{}
 			for _, s := range sources {
 				args = append(args, tm.P(s))
@@ -130,7 +130,7 @@ func TestTrashPlansFromHuggingFaceHub(t *testing.T) {
 
 			want := trMinus(before, p.Plan.Blobs, p.Plan.Refs, p.Plan.Snapshots, p.Plan.Repos)
 			trSameTree(t, fmt.Sprintf("after mv %v into .trash vs the plan", hashes), want, trLayout(t, cache))
-			trScanClean(t, cache)
+			scanClean(t, cache)
 			// One receipt per source; together they freed what the plan says.
 			var freed int64
 			for _, h := range hashes {
@@ -146,8 +146,8 @@ func TestTrashPlansFromHuggingFaceHub(t *testing.T) {
 // 3. A by-ref folder takes its revision and its refs; a repo folder takes
 // the repo; the views show it as soon as mv returns (no polling).
 func TestTrashByRefAndWholeRepoUpdateViews(t *testing.T) {
-	cache := trCache(t)
-	tm := trStart(t, cache, mount.Options{})
+	cache := testcache.Basic(t)
+	tm := trStart(t, cache, Options{})
 	var plans []struct {
 		Hashes []string  `json:"hashes"`
 		Plan   trPlanDoc `json:"plan"`
@@ -159,14 +159,14 @@ func TestTrashByRefAndWholeRepoUpdateViews(t *testing.T) {
 	}
 
 	// by-ref/v1.0 -> .trash/v1.0
-	trMust(t, "mv", tm.P(trTiny, "by-ref", "v1.0"), tm.P(".trash")+"/")
-	if byCommit := trLs(t, tm.P(trTiny, "by-commit")); trHas(byCommit, trC1) || len(byCommit) != 3 {
+	trMust(t, "mv", tm.P(tinyModel, "by-ref", "v1.0"), tm.P(".trash")+"/")
+	if byCommit := trLs(t, tm.P(tinyModel, "by-commit")); contains(byCommit, v1Commit) || len(byCommit) != 3 {
 		t.Errorf("by-commit right after mv = %v, want the 3 other revisions", byCommit)
 	}
-	if byRef := trLs(t, tm.P(trTiny, "by-ref")); trHas(byRef, "v1.0") || trHas(byRef, "feature") {
+	if byRef := trLs(t, tm.P(tinyModel, "by-ref")); contains(byRef, "v1.0") || contains(byRef, "feature") {
 		t.Errorf("by-ref right after mv = %v, want no v1.0 and no feature/", byRef)
 	}
-	for _, p := range []string{"refs/v1.0", "refs/feature/x", "snapshots/" + trC1} {
+	for _, p := range []string{"refs/v1.0", "refs/feature/x", "snapshots/" + v1Commit} {
 		if trExists(filepath.Join(cache, trTinyFS, p)) {
 			t.Errorf("%s is still in the cache", p)
 		}
@@ -175,7 +175,7 @@ func TestTrashByRefAndWholeRepoUpdateViews(t *testing.T) {
 		t.Errorf("refs/main went too")
 	}
 	r := trReceipt(t, tm, "v1.0")
-	if len(r.Revisions) != 1 || r.Revisions[0].Commit != trC1 || !trEqual(r.Revisions[0].Refs, []string{"v1.0", "feature/x"}) || r.WholeRepo {
+	if len(r.Revisions) != 1 || r.Revisions[0].Commit != v1Commit || !trEqual(r.Revisions[0].Refs, []string{"v1.0", "feature/x"}) || r.WholeRepo {
 		t.Errorf("receipt of by-ref/v1.0: %+v", r)
 	}
 
@@ -184,7 +184,7 @@ func TestTrashByRefAndWholeRepoUpdateViews(t *testing.T) {
 	if trExists(filepath.Join(cache, "models--gpt2")) {
 		t.Errorf("models--gpt2 is still in the cache")
 	}
-	if models := trLs(t, tm.P("models")); trHas(models, "gpt2") {
+	if models := trLs(t, tm.P("models")); contains(models, "gpt2") {
 		t.Errorf("ls models right after mv = %v, still has gpt2", models)
 	}
 	if r := trReceipt(t, tm, "g"); !r.WholeRepo || r.RepoID != "gpt2" || !trEqual(trRel(t, r.CacheDir, r.Repos), []string{"models--gpt2"}) || r.BytesFreed != gpt2Size {
@@ -192,7 +192,7 @@ func TestTrashByRefAndWholeRepoUpdateViews(t *testing.T) {
 	}
 
 	// du and by-size follow at once.
-	info := trScanClean(t, cache)
+	info := scanClean(t, cache)
 	var modelBytes int64
 	for _, repo := range info.Repos {
 		if repo.RepoType == "model" {
@@ -223,14 +223,14 @@ func TestTrashByRefAndWholeRepoUpdateViews(t *testing.T) {
 // 4. A taken name in .trash is EEXIST with or without RENAME_NOREPLACE and
 // deletes nothing; any other rename flag is EINVAL.
 func TestTrashNameTakenAndRenameFlags(t *testing.T) {
-	trNeedTool(t, "python3")
-	cache := trCache(t)
-	tm := trStart(t, cache, mount.Options{})
-	trMust(t, "mv", tm.Rev(trTiny, trC1), tm.P(".trash", "dup"))
-	before := trTree(t, cache)
+	needTool(t, "python3")
+	cache := testcache.Basic(t)
+	tm := trStart(t, cache, Options{})
+	trMust(t, "mv", tm.Rev(tinyModel, v1Commit), tm.P(".trash", "dup"))
+	before := treeState(t, cache)
 
 	// GNU mv -T: renameat2(RENAME_NOREPLACE) onto .trash/dup.
-	r := trRun(t, "mv", "-T", tm.Rev(trTiny, trEba9), tm.P(".trash", "dup"))
+	r := trRun(t, "mv", "-T", tm.Rev(tinyModel, mainCommit), tm.P(".trash", "dup"))
 	if r.code == 0 || !strings.Contains(r.stderr, "File exists") {
 		t.Errorf("mv -T onto a taken .trash name: %s; want File exists", r)
 	}
@@ -252,7 +252,7 @@ print("exchange:", renameat2(src, taken, 2))
 print("whiteout:", renameat2(src, new, 4))
 print("noreplace|exchange:", renameat2(src, taken, 3))
 `
-	out := trMust(t, "python3", "-c", script, tm.Rev(trTiny, trEba9), tm.P(".trash", "dup"), tm.P(".trash", "new"))
+	out := trMust(t, "python3", "-c", script, tm.Rev(tinyModel, mainCommit), tm.P(".trash", "dup"), tm.P(".trash", "new"))
 	for _, want := range []string{
 		"os.rename: File exists",
 		"noreplace: File exists",
@@ -264,26 +264,26 @@ print("noreplace|exchange:", renameat2(src, taken, 3))
 			t.Errorf("python renames: want %q in:\n%s", want, out)
 		}
 	}
-	trSameTree(t, "after refused renames onto a taken name / with flags", before, trTree(t, cache))
+	trSameTree(t, "after refused renames onto a taken name / with flags", before, treeState(t, cache))
 	if names := trLs(t, tm.P(".trash")); !trEqual(names, []string{"dup"}) {
 		t.Errorf(".trash = %v, want [dup]", names)
 	}
-	if !trHas(trLs(t, tm.P(trTiny, "by-commit")), trEba9) {
-		t.Errorf("%s left by-commit", trEba9)
+	if !contains(trLs(t, tm.P(tinyModel, "by-commit")), mainCommit) {
+		t.Errorf("%s left by-commit", mainCommit)
 	}
 }
 
 // 5. Every refused rename fails with its errno and changes nothing.
 func TestTrashRefusedRenamesChangeNothing(t *testing.T) {
-	cache := trCache(t)
-	tm := trStart(t, cache, mount.Options{})
-	trMust(t, "mv", tm.Rev(trTiny, trA227), tm.P(".trash", "r1")) // a receipt to move out of
+	cache := testcache.Basic(t)
+	tm := trStart(t, cache, Options{})
+	trMust(t, "mv", tm.Rev(tinyModel, detached), tm.P(".trash", "r1")) // a receipt to move out of
 	bySize := trLs(t, tm.P("by-size"))
 	if len(bySize) == 0 {
 		t.Fatal("by-size is empty")
 	}
 	const eperm, erofs = "Operation not permitted", "Read-only file system"
-	eba9 := tm.Rev(trTiny, trEba9)
+	eba9 := tm.Rev(tinyModel, mainCommit)
 	cases := []struct {
 		what, src, dst, want string
 	}{
@@ -291,29 +291,29 @@ func TestTrashRefusedRenamesChangeNothing(t *testing.T) {
 		{"a file deeper down into .trash", filepath.Join(eba9, "sub/dir/file.txt"), tm.P(".trash", "f"), eperm},
 		{"a folder inside a revision into .trash", filepath.Join(eba9, "sub"), tm.P(".trash") + "/", eperm},
 		{"a by-size link into .trash", tm.P("by-size", bySize[0]), tm.P(".trash") + "/", eperm},
-		{"a by-ref prefix folder into .trash", tm.P(trTiny, "by-ref", "feature"), tm.P(".trash") + "/", eperm},
-		{"by-commit/ itself into .trash", tm.P(trTiny, "by-commit"), tm.P(".trash", "bc"), eperm},
+		{"a by-ref prefix folder into .trash", tm.P(tinyModel, "by-ref", "feature"), tm.P(".trash") + "/", eperm},
+		{"by-commit/ itself into .trash", tm.P(tinyModel, "by-commit"), tm.P(".trash", "bc"), eperm},
 		{"a revision into a receipt folder", eba9, tm.P(".trash", "r1") + "/", eperm},
 		{"a receipt's file out of it", tm.P(".trash", "r1", "receipt.json"), tm.P(".trash", "y"), eperm},
-		{"a receipt without a hold back to its repo", tm.P(".trash", "r1"), tm.P(trTiny, "by-commit") + "/", eperm},
+		{"a receipt without a hold back to its repo", tm.P(".trash", "r1"), tm.P(tinyModel, "by-commit") + "/", eperm},
 		{"a receipt anywhere else", tm.P(".trash", "r1"), tm.P("models") + "/", eperm},
 		{"a revision to another repo", eba9, tm.P("models/gpt2/by-commit") + "/", erofs},
-		{"a revision renamed in by-commit", eba9, tm.P(trTiny, "by-commit", "renamed"), erofs},
-		{"a revision to by-ref", eba9, tm.P(trTiny, "by-ref", "mine"), erofs},
+		{"a revision renamed in by-commit", eba9, tm.P(tinyModel, "by-commit", "renamed"), erofs},
+		{"a revision to by-ref", eba9, tm.P(tinyModel, "by-ref", "mine"), erofs},
 		{"a repo renamed", tm.P("models/gpt2"), tm.P("models/gpt3"), erofs},
 		{"a repo to another type", tm.P("models/gpt2"), tm.P("datasets") + "/", erofs},
-		{"a repo into another repo", tm.P("models/gpt2"), tm.P(trTiny) + "/", erofs},
+		{"a repo into another repo", tm.P("models/gpt2"), tm.P(tinyModel) + "/", erofs},
 		{"a file inside the views", filepath.Join(eba9, "config.json"), filepath.Join(eba9, "config2.json"), erofs},
 		{"a by-size link renamed", tm.P("by-size", bySize[0]), tm.P("by-size", "x"), erofs},
 	}
 	for _, c := range cases {
 		t.Run(c.what, func(t *testing.T) {
-			before := trTree(t, cache)
+			before := treeState(t, cache)
 			r := trRun(t, "mv", c.src, c.dst)
 			if r.code == 0 || !strings.Contains(r.stderr, c.want) {
 				t.Errorf("mv %s %s: %s; want failure with %q", c.src, c.dst, r, c.want)
 			}
-			trSameTree(t, "after a refused rename", before, trTree(t, cache))
+			trSameTree(t, "after a refused rename", before, treeState(t, cache))
 		})
 	}
 	if names := trLs(t, tm.P(".trash")); !trEqual(names, []string{"r1"}) {
@@ -324,8 +324,8 @@ func TestTrashRefusedRenamesChangeNothing(t *testing.T) {
 // 6. Readers holding a file of a trashed revision open keep reading its
 // bytes after the deletion.
 func TestTrashOpenReadersKeepReading(t *testing.T) {
-	trNeedTool(t, "python3")
-	cache := trCache(t)
+	needTool(t, "python3")
+	cache := testcache.Basic(t)
 	// A 4 MiB file only this revision has, so its blob is deleted with it.
 	big := make([]byte, 4<<20)
 	rand.New(rand.NewSource(1)).Read(big)
@@ -334,10 +334,10 @@ func TestTrashOpenReadersKeepReading(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(cache, trTinyFS, "blobs", blob), big, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink("../../../blobs/"+blob, filepath.Join(cache, trTinyFS, "snapshots", trC1, "weights", "huge.bin")); err != nil {
+	if err := os.Symlink("../../../blobs/"+blob, filepath.Join(cache, trTinyFS, "snapshots", v1Commit, "weights", "huge.bin")); err != nil {
 		t.Fatal(err)
 	}
-	tm := trStart(t, cache, mount.Options{})
+	tm := trStart(t, cache, Options{})
 	stop := filepath.Join(t.TempDir(), "stop")
 	reader := `
 import hashlib, os, sys, time
@@ -372,23 +372,23 @@ for i in range(20):
         sys.exit(1)
 print("done", n, flush=True)
 `
-	file := tm.P(trTiny, "by-commit", trC1, "weights", "huge.bin")
+	file := tm.P(tinyModel, "by-commit", v1Commit, "weights", "huge.bin")
 	var readers []*trChild
 	for i := 0; i < 3; i++ {
 		readers = append(readers, trSpawn(t, nil, false, "python3", "-c", reader, file, blob, stop))
 	}
 	for _, r := range readers {
-		r.WaitLine(t, "ready", trChildTimeout)
+		r.WaitLine(t, "ready", childTimeout)
 	}
-	trMust(t, "mv", tm.Rev(trTiny, trC1), tm.P(".trash")+"/")
-	if trExists(filepath.Join(cache, trTinyFS, "blobs", blob)) || trExists(filepath.Join(cache, trTinyFS, "snapshots", trC1)) {
+	trMust(t, "mv", tm.Rev(tinyModel, v1Commit), tm.P(".trash")+"/")
+	if trExists(filepath.Join(cache, trTinyFS, "blobs", blob)) || trExists(filepath.Join(cache, trTinyFS, "snapshots", v1Commit)) {
 		t.Fatalf("the revision or its blob is still in the cache after mv")
 	}
 	if err := os.WriteFile(stop, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for i, r := range readers {
-		if code := r.Wait(t, trChildTimeout); code != 0 || !strings.Contains(r.Output(), "done") {
+		if code := r.Wait(t, childTimeout); code != 0 || !strings.Contains(r.Output(), "done") {
 			t.Errorf("reader %d: exit %d:\n%s", i, code, r.Output())
 		}
 	}
@@ -398,12 +398,12 @@ print("done", n, flush=True)
 // hold area has it and the cache does not.
 func trTrashHeld(t *testing.T, tm *trMount, cache, name string) trash.Receipt {
 	t.Helper()
-	trMust(t, "mv", tm.Rev(trTiny, trC1), tm.P(".trash", name))
+	trMust(t, "mv", tm.Rev(tinyModel, v1Commit), tm.P(".trash", name))
 	r := trReceipt(t, tm, name)
 	if r.State != trash.StateHeld || r.HoldUntil == nil || !strings.HasPrefix(r.HeldIn, trHoldParent(cache)+"/") {
 		t.Fatalf("receipt of a held deletion: %+v (hold area should be under %s)", r, trHoldParent(cache))
 	}
-	if trExists(filepath.Join(cache, trTinyFS, "snapshots", trC1)) || trExists(filepath.Join(cache, trTinyFS, "refs", "v1.0")) {
+	if trExists(filepath.Join(cache, trTinyFS, "snapshots", v1Commit)) || trExists(filepath.Join(cache, trTinyFS, "refs", "v1.0")) {
 		t.Errorf("the trashed revision is still in the cache")
 	}
 	for _, p := range append(append(append([]string{}, r.Snapshots...), r.Blobs...), r.Refs...) {
@@ -412,7 +412,7 @@ func trTrashHeld(t *testing.T, tm *trMount, cache, name string) trash.Receipt {
 			t.Errorf("%s is not in the hold area %s", rel, r.HeldIn)
 		}
 	}
-	trScanClean(t, cache)
+	scanClean(t, cache)
 	return r
 }
 
@@ -426,14 +426,14 @@ func trReceiptFiles(t *testing.T) []string {
 // 7a. A held deletion moved back out of .trash is a byte-identical round
 // trip.
 func TestTrashHoldRestoreByMv(t *testing.T) {
-	cache := trCache(t)
-	before := trTree(t, cache)
-	tm := trStart(t, cache, mount.Options{TrashHold: time.Hour})
+	cache := testcache.Basic(t)
+	before := treeState(t, cache)
+	tm := trStart(t, cache, Options{TrashHold: time.Hour})
 	r := trTrashHeld(t, tm, cache, "c1")
 
-	trMust(t, "mv", tm.P(".trash", "c1"), tm.P(trTiny, "by-commit")+"/")
-	trSameTree(t, "after the restore by mv", before, trTree(t, cache))
-	trScanClean(t, cache)
+	trMust(t, "mv", tm.P(".trash", "c1"), tm.P(tinyModel, "by-commit")+"/")
+	trSameTree(t, "after the restore by mv", before, treeState(t, cache))
+	scanClean(t, cache)
 	if names := trLs(t, tm.P(".trash")); len(names) != 0 {
 		t.Errorf(".trash after the restore = %v, want empty", names)
 	}
@@ -443,7 +443,7 @@ func TestTrashHoldRestoreByMv(t *testing.T) {
 	if trExists(r.HeldIn) {
 		t.Errorf("the hold %s is still there after the restore", r.HeldIn)
 	}
-	if !trHas(trLs(t, tm.P(trTiny, "by-commit")), trC1) || !trHas(trLs(t, tm.P(trTiny, "by-ref")), "v1.0") {
+	if !contains(trLs(t, tm.P(tinyModel, "by-commit")), v1Commit) || !contains(trLs(t, tm.P(tinyModel, "by-ref")), "v1.0") {
 		t.Errorf("the restored revision is not back in by-commit/by-ref right after mv")
 	}
 }
@@ -451,13 +451,13 @@ func TestTrashHoldRestoreByMv(t *testing.T) {
 // 7b. hfcachefs restore NAME puts a hold back, with no mount or under a
 // running one.
 func TestTrashHoldRestoreCLI(t *testing.T) {
-	bin := trBinary(t)
+	bin := binary(t)
 	for _, mounted := range []bool{false, true} {
 		t.Run(fmt.Sprintf("mounted=%v", mounted), func(t *testing.T) {
-			cache := trCache(t)
-			before := trTree(t, cache)
+			cache := testcache.Basic(t)
+			before := treeState(t, cache)
 			// The mount must poll to see what the CLI does behind its back.
-			tm := trStart(t, cache, mount.Options{TrashHold: time.Hour, PollInterval: time.Second})
+			tm := trStart(t, cache, Options{TrashHold: time.Hour, PollInterval: time.Second})
 			r := trTrashHeld(t, tm, cache, "c1")
 			if !mounted {
 				tm.Unmount()
@@ -470,8 +470,8 @@ func TestTrashHoldRestoreCLI(t *testing.T) {
 			if !strings.Contains(out, "Restored model/acme/tiny-model") {
 				t.Errorf("hfcachefs restore c1: %q", out)
 			}
-			trSameTree(t, "after hfcachefs restore", before, trTree(t, cache))
-			trScanClean(t, cache)
+			trSameTree(t, "after hfcachefs restore", before, treeState(t, cache))
+			scanClean(t, cache)
 			if files := trReceiptFiles(t); len(files) != 0 {
 				t.Errorf("receipt files left after the restore: %v", files)
 			}
@@ -481,9 +481,9 @@ func TestTrashHoldRestoreCLI(t *testing.T) {
 			if mounted {
 				// The CLI writes the cache behind the mount's back: the
 				// mount sees it on its next poll, hence polling here.
-				trPoll(t, trDeadline, "the mount shows the restored revision", func() (bool, string) {
-					bc, tr := trLs(t, tm.P(trTiny, "by-commit")), trLs(t, tm.P(".trash"))
-					return trHas(bc, trC1) && len(tr) == 0, fmt.Sprintf("by-commit %v, .trash %v", bc, tr)
+				poll(t, trDeadline, "the mount shows the restored revision", func() (bool, string) {
+					bc, tr := trLs(t, tm.P(tinyModel, "by-commit")), trLs(t, tm.P(".trash"))
+					return contains(bc, v1Commit) && len(tr) == 0, fmt.Sprintf("by-commit %v, .trash %v", bc, tr)
 				})
 			}
 		})
@@ -493,13 +493,13 @@ func TestTrashHoldRestoreCLI(t *testing.T) {
 // 7c. A ref that moved while its revision was held stays where it is; the
 // CLI says so.
 func TestTrashHoldRestoreKeepsMovedRef(t *testing.T) {
-	bin := trBinary(t)
-	cache := trCache(t)
-	before := trTree(t, cache)
-	tm := trStart(t, cache, mount.Options{TrashHold: time.Hour, PollInterval: time.Second})
+	bin := binary(t)
+	cache := testcache.Basic(t)
+	before := treeState(t, cache)
+	tm := trStart(t, cache, Options{TrashHold: time.Hour, PollInterval: time.Second})
 	trTrashHeld(t, tm, cache, "c1")
 	refV1 := filepath.Join(cache, trTinyFS, "refs", "v1.0")
-	if err := os.WriteFile(refV1+".tmp", []byte(trEba9), 0o644); err != nil {
+	if err := os.WriteFile(refV1+".tmp", []byte(mainCommit), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(refV1+".tmp", refV1); err != nil {
@@ -510,22 +510,22 @@ func TestTrashHoldRestoreKeepsMovedRef(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("hfcachefs restore c1: %s", r)
 	}
-	if !strings.Contains(r.stderr, "Note: ref v1.0 moved meanwhile to "+trEba9) {
+	if !strings.Contains(r.stderr, "Note: ref v1.0 moved meanwhile to "+mainCommit) {
 		t.Errorf("hfcachefs restore says nothing about the moved ref v1.0: %s", r)
 	}
-	if b, _ := os.ReadFile(refV1); string(b) != trEba9 {
-		t.Errorf("refs/v1.0 = %q after the restore, want it left at %s", b, trEba9)
+	if b, _ := os.ReadFile(refV1); string(b) != mainCommit {
+		t.Errorf("refs/v1.0 = %q after the restore, want it left at %s", b, mainCommit)
 	}
-	after := trTree(t, cache)
-	if d := trDiff(before, after); len(d) != 1 || !strings.HasPrefix(d[0], "changed: /"+trTinyFS+"/refs/v1.0:") {
+	after := treeState(t, cache)
+	if d := diffTrees(before, after); len(d) != 1 || !strings.HasPrefix(d[0], "changed: /"+trTinyFS+"/refs/v1.0:") {
 		t.Errorf("after restore, want only refs/v1.0 changed; differences:\n  %s", strings.Join(d, "\n  "))
 	}
-	trScanClean(t, cache)
+	scanClean(t, cache)
 	// The CLI wrote the cache behind the mount's back: poll.
-	trPoll(t, trDeadline, "the mount shows by-ref/v1.0 at its new commit and by-ref/feature/x back", func() (bool, string) {
-		v1 := trRun(t, "getfattr", "--only-values", "--absolute-names", "-n", "user.hf.commit", tm.P(trTiny, "by-ref", "v1.0"))
-		fx := trRun(t, "getfattr", "--only-values", "--absolute-names", "-n", "user.hf.commit", tm.P(trTiny, "by-ref", "feature", "x"))
-		return v1.stdout == trEba9 && fx.stdout == trC1, v1.String() + "; " + fx.String()
+	poll(t, trDeadline, "the mount shows by-ref/v1.0 at its new commit and by-ref/feature/x back", func() (bool, string) {
+		v1 := trRun(t, "getfattr", "--only-values", "--absolute-names", "-n", "user.hf.commit", tm.P(tinyModel, "by-ref", "v1.0"))
+		fx := trRun(t, "getfattr", "--only-values", "--absolute-names", "-n", "user.hf.commit", tm.P(tinyModel, "by-ref", "feature", "x"))
+		return v1.stdout == mainCommit && fx.stdout == v1Commit, v1.String() + "; " + fx.String()
 	})
 }
 
@@ -533,38 +533,38 @@ func TestTrashHoldRestoreKeepsMovedRef(t *testing.T) {
 // start when it expired while unmounted.
 func TestTrashHoldExpiry(t *testing.T) {
 	t.Run("while mounted", func(t *testing.T) {
-		cache := trCache(t)
-		tm := trStart(t, cache, mount.Options{TrashHold: 2 * time.Second})
+		cache := testcache.Basic(t)
+		tm := trStart(t, cache, Options{TrashHold: 2 * time.Second})
 		r := trTrashHeld(t, tm, cache, "c1")
 		holdRoot := filepath.Dir(r.HeldIn)
-		trPoll(t, trDeadline, "the expired hold is purged", func() (bool, string) {
+		poll(t, trDeadline, "the expired hold is purged", func() (bool, string) {
 			got := trReceipt(t, tm, "c1")
 			left, _ := os.ReadDir(holdRoot)
 			return got.State == trash.StatePurged && len(left) == 0, fmt.Sprintf("state %s, %d left in %s", got.State, len(left), holdRoot)
 		})
-		trScanClean(t, cache)
-		if trExists(filepath.Join(cache, trTinyFS, "snapshots", trC1)) {
+		scanClean(t, cache)
+		if trExists(filepath.Join(cache, trTinyFS, "snapshots", v1Commit)) {
 			t.Errorf("the purged revision is back in the cache")
 		}
 	})
 	t.Run("at the next mount", func(t *testing.T) {
-		cache := trCache(t)
+		cache := testcache.Basic(t)
 		hold := 3 * time.Second
-		mp := trMountpoint(t)
-		tm := trStartAt(t, mp, cache, mount.Options{TrashHold: hold})
+		mp := newMountpoint(t)
+		tm := trStartAt(t, mp, cache, Options{TrashHold: hold})
 		r := trTrashHeld(t, tm, cache, "c1")
 		tm.Unmount()
 		time.Sleep(time.Until(*r.HoldUntil) + time.Second) // let it expire while nothing is mounted
 		if got, err := trStore(t, cache).Get("c1"); err != nil || got.State != trash.StateHeld || !trExists(r.HeldIn) {
 			t.Fatalf("with no mount the hold should still be there: %+v, %v", got, err)
 		}
-		tm2 := trStartAt(t, mp, cache, mount.Options{TrashHold: hold})
+		tm2 := trStartAt(t, mp, cache, Options{TrashHold: hold})
 		// The purge runs in the background from mount start: poll.
-		trPoll(t, trDeadline, "the hold that expired while unmounted is purged at mount start", func() (bool, string) {
+		poll(t, trDeadline, "the hold that expired while unmounted is purged at mount start", func() (bool, string) {
 			got := trReceipt(t, tm2, "c1")
 			return got.State == trash.StatePurged && !trExists(r.HeldIn), "state " + got.State
 		})
-		trScanClean(t, cache)
+		scanClean(t, cache)
 	})
 }
 
@@ -572,14 +572,14 @@ func TestTrashHoldExpiry(t *testing.T) {
 func TestTrashRemoveReceipt(t *testing.T) {
 	for _, hold := range []time.Duration{time.Hour, 0} {
 		t.Run(fmt.Sprintf("hold=%v", hold), func(t *testing.T) {
-			cache := trCache(t)
-			tm := trStart(t, cache, mount.Options{TrashHold: hold})
-			trMust(t, "mv", tm.Rev(trTiny, trC1), tm.P(".trash", "c1"))
+			cache := testcache.Basic(t)
+			tm := trStart(t, cache, Options{TrashHold: hold})
+			trMust(t, "mv", tm.Rev(tinyModel, v1Commit), tm.P(".trash", "c1"))
 			r := trReceipt(t, tm, "c1")
 			if hold > 0 && !trExists(r.HeldIn) {
 				t.Fatalf("nothing held: %+v", r)
 			}
-			before := trTree(t, cache)
+			before := treeState(t, cache)
 			trMust(t, "rm", "-r", tm.P(".trash", "c1"))
 			if hold > 0 && trExists(r.HeldIn) {
 				t.Errorf("rm -r of the receipt left the hold %s", r.HeldIn)
@@ -590,27 +590,27 @@ func TestTrashRemoveReceipt(t *testing.T) {
 			if files := trReceiptFiles(t); len(files) != 0 {
 				t.Errorf("receipt files left after rm -r: %v", files)
 			}
-			trSameTree(t, "rm -r of a receipt", before, trTree(t, cache))
-			trScanClean(t, cache)
+			trSameTree(t, "rm -r of a receipt", before, treeState(t, cache))
+			scanClean(t, cache)
 		})
 	}
 }
 
 // 10. A --read-only mount has no .trash.
 func TestTrashAbsentOnReadOnlyMount(t *testing.T) {
-	cache := trCache(t)
-	tm := trStart(t, cache, mount.Options{ReadOnly: true})
-	if names := trLs(t, tm.P()); trHas(names, ".trash") {
+	cache := testcache.Basic(t)
+	tm := trStart(t, cache, Options{ReadOnly: true})
+	if names := trLs(t, tm.P()); contains(names, ".trash") {
 		t.Errorf("ls -a of a --read-only mount shows .trash: %v", names)
 	}
-	before := trTree(t, cache)
+	before := treeState(t, cache)
 	for _, dst := range []string{tm.P(".trash") + "/", tm.P(".trash"), tm.P(".trash", "x")} {
-		if r := trRun(t, "mv", tm.Rev(trTiny, trC1), dst); r.code == 0 {
+		if r := trRun(t, "mv", tm.Rev(tinyModel, v1Commit), dst); r.code == 0 {
 			t.Errorf("mv to %s on a --read-only mount worked: %s", dst, r)
 		}
 	}
-	trSameTree(t, "mv on a --read-only mount", before, trTree(t, cache))
-	if !trHas(trLs(t, tm.P(trTiny, "by-commit")), trC1) {
+	trSameTree(t, "mv on a --read-only mount", before, treeState(t, cache))
+	if !contains(trLs(t, tm.P(tinyModel, "by-commit")), v1Commit) {
 		t.Errorf("the revision left by-commit")
 	}
 }
@@ -618,8 +618,8 @@ func TestTrashAbsentOnReadOnlyMount(t *testing.T) {
 // 11. With --allow-other the kernel lets exactly the users who may write
 // the cache move things into .trash.
 func TestTrashPermissionsAllowOther(t *testing.T) {
-	trNeedRoot(t, "creates a group and runs mv as other users")
-	trNeedTool(t, "groupadd", "groupdel", "getent", "setpriv")
+	needRoot(t, "creates a group and runs mv as other users")
+	needTool(t, "groupadd", "groupdel", "getent", "setpriv")
 	group := fmt.Sprintf("hfct%d", os.Getpid()%1000000)
 	trMust(t, "groupadd", group)
 	t.Cleanup(func() { trRun(t, "groupdel", group) })
@@ -629,7 +629,7 @@ func TestTrashPermissionsAllowOther(t *testing.T) {
 	}
 	gid, _ := strconv.Atoi(ent[2])
 
-	cache := trCache(t)
+	cache := testcache.Basic(t)
 	err := filepath.WalkDir(cache, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -648,35 +648,25 @@ func TestTrashPermissionsAllowOther(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mp := trMountpoint(t)
-	for _, p := range []string{cache, mp} { // t.TempDir roots are 0700
-		for d := filepath.Dir(p); d != "/" && strings.HasPrefix(d, os.TempDir()+"/"); d = filepath.Dir(d) {
-			fi, err := os.Stat(d)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Chmod(d, fi.Mode().Perm()|0o055); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	tm := trStartAt(t, mp, cache, mount.Options{AllowOther: true})
+	mp := newMountpoint(t)
+	openToOthers(t, cache, mp) // t.TempDir roots are 0700
+	tm := trStartAt(t, mp, cache, Options{AllowOther: true})
 	member := []string{"--reuid", "52341", "--regid", strconv.Itoa(gid), "--groups", strconv.Itoa(gid)}
 	other := []string{"--reuid", "52342", "--regid", "52342", "--clear-groups"}
 
-	before := trTree(t, cache)
-	for _, src := range []string{tm.Rev(trTiny, trC1), tm.P("models/gpt2"), tm.P(trTiny, "by-ref", "main")} {
+	before := treeState(t, cache)
+	for _, src := range []string{tm.Rev(tinyModel, v1Commit), tm.P("models/gpt2"), tm.P(tinyModel, "by-ref", "main")} {
 		r := trRun(t, "setpriv", append(other, "mv", src, tm.P(".trash")+"/")...)
 		if r.code == 0 || !strings.Contains(r.stderr, "Permission denied") {
 			t.Errorf("mv %s into .trash as a non-member: %s; want Permission denied", src, r)
 		}
 	}
-	trSameTree(t, "refused mvs by a non-member", before, trTree(t, cache))
+	trSameTree(t, "refused mvs by a non-member", before, treeState(t, cache))
 
-	if r := trRun(t, "setpriv", append(member, "mv", tm.Rev(trTiny, trC1), tm.P(".trash")+"/")...); r.code != 0 {
+	if r := trRun(t, "setpriv", append(member, "mv", tm.Rev(tinyModel, v1Commit), tm.P(".trash")+"/")...); r.code != 0 {
 		t.Fatalf("mv into .trash as a member of %s: %s", group, r)
 	}
-	if trExists(filepath.Join(cache, trTinyFS, "snapshots", trC1)) {
+	if trExists(filepath.Join(cache, trTinyFS, "snapshots", v1Commit)) {
 		t.Errorf("the member's mv did not delete the revision")
 	}
 	if r := trRun(t, "setpriv", append(member, "mv", tm.P("models/gpt2"), tm.P(".trash", "g"))...); r.code != 0 {
@@ -685,24 +675,23 @@ func TestTrashPermissionsAllowOther(t *testing.T) {
 	if trExists(filepath.Join(cache, "models--gpt2")) {
 		t.Errorf("the member's mv did not delete models--gpt2")
 	}
-	trScanClean(t, cache)
+	scanClean(t, cache)
 }
 
 // 12. A .trash deletion killed between two steps (kill -9 of the daemon)
 // leaves a cache that scans clean, and a new mount on the same mountpoint
 // works and can finish the job.
 func TestTrashKilledMidDeletionScansClean(t *testing.T) {
-	trNeedFuse(t)
-	bin := trBinary(t)
+	needFuse(t)
 	cases := []struct {
 		name     string
 		src, dst string // in the mount
 		killAt   int    // kill when the daemon announces this step (1-based): steps before it are done
 	}{
-		{"revision after one ref", trTiny + "/by-commit/" + trC1, ".trash/", 2},
-		{"revision after its refs", trTiny + "/by-commit/" + trC1, ".trash/", 3},
-		{"revision after its snapshot", trTiny + "/by-commit/" + trC1, ".trash/", 4},
-		{"revision after one blob", trTiny + "/by-commit/" + trC1, ".trash/", 5},
+		{"revision after one ref", tinyModel + "/by-commit/" + v1Commit, ".trash/", 2},
+		{"revision after its refs", tinyModel + "/by-commit/" + v1Commit, ".trash/", 3},
+		{"revision after its snapshot", tinyModel + "/by-commit/" + v1Commit, ".trash/", 4},
+		{"revision after one blob", tinyModel + "/by-commit/" + v1Commit, ".trash/", 5},
 		{"repo after its refs", "models/gpt2", ".trash/g", 2},
 		{"repo after its snapshot", "models/gpt2", ".trash/g", 3},
 		{"repo after it was staged", "models/gpt2", ".trash/g", 4},
@@ -710,22 +699,18 @@ func TestTrashKilledMidDeletionScansClean(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			trState(t)
-			cache := trCache(t)
-			mp := trMountpoint(t)
+			cache := testcache.Basic(t)
+			mp := newMountpoint(t)
 			// --poll-interval 1h: no refresher tick during the slow
 			// deletion (a tick then deadlocks the daemon, which a kill -9
 			// cannot end: TestTrashSlowDeletionWithRefresher). This test
 			// is about what a kill between steps leaves on disk.
-			daemon := trSpawn(t, []string{"HFCACHEFS_TEST_DELETE_STEP_DELAY=300ms"}, true,
-				bin, "mount", mp, "--cache-dir", cache, "--assets-dir", t.TempDir(), "--poll-interval", "1h")
-			t.Cleanup(func() { _ = syscall.Unmount(mp, syscall.MNT_DETACH) })
-			trRegister(t, mp, daemon.cmd.Process.Pid)
-			daemon.WaitLine(t, "mounted on", trChildTimeout)
+			daemon := trSlowDaemon(t, mp, cache, "1h")
 
 			mv := trSpawn(t, nil, true, "mv", filepath.Join(mp, c.src), filepath.Join(mp, c.dst))
 			var steps []string
 			for len(steps) < c.killAt {
-				steps = append(steps, daemon.WaitLine(t, "step: ", trChildTimeout))
+				steps = append(steps, daemon.WaitLine(t, "step: ", childTimeout))
 			}
 			if err := syscall.Kill(daemon.cmd.Process.Pid, syscall.SIGKILL); err != nil {
 				t.Fatal(err)
@@ -735,19 +720,19 @@ func TestTrashKilledMidDeletionScansClean(t *testing.T) {
 				t.Logf("mv succeeded although the daemon was killed at %q", steps[len(steps)-1])
 			}
 			t.Logf("killed at %q", steps[len(steps)-1])
-			trScanClean(t, cache)
+			scanClean(t, cache)
 
 			// The same mountpoint, now dead, takes a new mount.
-			tm := trStartAt(t, mp, cache, mount.Options{})
+			tm := trStartAt(t, mp, cache, Options{})
 			if names := trLs(t, tm.P("models")); len(names) == 0 {
 				t.Fatalf("the new mount shows no models")
 			}
 			if strings.HasPrefix(c.src, "models/gpt2") {
-				if trHas(trLs(t, tm.P("models")), "gpt2") {
+				if contains(trLs(t, tm.P("models")), "gpt2") {
 					trMust(t, "mv", tm.P(c.src), tm.P(c.dst))
 				}
 				// Another deletion also clears what the killed one left in .locks.
-				trMust(t, "mv", tm.Rev(trTiny, trA227), tm.P(".trash", "a"))
+				trMust(t, "mv", tm.Rev(tinyModel, detached), tm.P(".trash", "a"))
 				if trExists(filepath.Join(cache, "models--gpt2")) {
 					t.Errorf("models--gpt2 is still in the cache")
 				}
@@ -757,7 +742,7 @@ func TestTrashKilledMidDeletionScansClean(t *testing.T) {
 				}
 			} else {
 				want := trGoldenLayout(t, filepath.Join(trGoldens(), "delete_c1", "layout_after.json"), cache)
-				if trHas(trLs(t, tm.P(trTiny, "by-commit")), trC1) {
+				if contains(trLs(t, tm.P(tinyModel, "by-commit")), v1Commit) {
 					// Finishing the deletion through the new mount gives
 					// huggingface_hub's result.
 					trMust(t, "mv", tm.P(c.src), tm.P(".trash", "again"))
@@ -780,7 +765,7 @@ func TestTrashKilledMidDeletionScansClean(t *testing.T) {
 				}
 				trSameTree(t, "a killed deletion (finished by a new mount if it can) vs layout_after.json", want, trLayout(t, cache))
 			}
-			trScanClean(t, cache)
+			scanClean(t, cache)
 		})
 	}
 }
@@ -790,28 +775,23 @@ func TestTrashKilledMidDeletionScansClean(t *testing.T) {
 // the mount: the refresher sees the half-done deletion and invalidates
 // kernel entries of the folders the in-flight rename holds locked.
 func TestTrashSlowDeletionWithRefresher(t *testing.T) {
-	trNeedFuse(t)
-	bin := trBinary(t)
+	needFuse(t)
 	trState(t)
-	cache := trCache(t)
-	mp := trMountpoint(t)
+	cache := testcache.Basic(t)
+	mp := newMountpoint(t)
 	// A separate daemon: if it deadlocks, this test process is not stuck with it.
-	daemon := trSpawn(t, []string{"HFCACHEFS_TEST_DELETE_STEP_DELAY=300ms"}, true,
-		bin, "mount", mp, "--cache-dir", cache, "--assets-dir", t.TempDir(), "--poll-interval", "100ms")
-	t.Cleanup(func() { _ = syscall.Unmount(mp, syscall.MNT_DETACH) })
-	trRegister(t, mp, daemon.cmd.Process.Pid)
-	daemon.WaitLine(t, "mounted on", trChildTimeout)
+	trSlowDaemon(t, mp, cache, "100ms")
 
 	// The deletion takes 5 steps of 300ms; if mv is not done in 20 s the
-	// mount is deadlocked: trRunHang aborts the connection and fails.
-	if r := trRunHang(t, 20*time.Second, "mv", filepath.Join(mp, trTiny, "by-commit", trC1), filepath.Join(mp, ".trash")+"/"); r.code != 0 {
+	// mount is deadlocked: runHang aborts the connection and fails.
+	if r := runHang(t, 20*time.Second, nil, "mv", filepath.Join(mp, tinyModel, "by-commit", v1Commit), filepath.Join(mp, ".trash")+"/"); r.code != 0 {
 		t.Fatalf("mv: %s", r)
 	}
 	want := trGoldenLayout(t, filepath.Join(trGoldens(), "delete_c1", "layout_after.json"), cache)
 	trSameTree(t, "after a slow deletion", want, trLayout(t, cache))
-	trScanClean(t, cache)
-	if names := trLs(t, filepath.Join(mp, trTiny, "by-commit")); trHas(names, trC1) {
-		t.Errorf("by-commit still shows %s: %v", trC1, names)
+	scanClean(t, cache)
+	if names := trLs(t, filepath.Join(mp, tinyModel, "by-commit")); contains(names, v1Commit) {
+		t.Errorf("by-commit still shows %s: %v", v1Commit, names)
 	}
 }
 
@@ -820,18 +800,18 @@ func TestTrashSlowDeletionWithRefresher(t *testing.T) {
 // right after mv (a user's next command), for revisions, refs and repos,
 // a few rounds (what is checked is a race the mount must not lose).
 func TestTrashNewNameIsTheReceiptAtOnce(t *testing.T) {
-	cache := trCache(t)
-	tm := trStart(t, cache, mount.Options{TrashHold: time.Hour})
+	cache := testcache.Basic(t)
+	tm := trStart(t, cache, Options{TrashHold: time.Hour})
 	trashSh := `mv "$1" "$2" || exit 9; cat "$2/receipt.json" >/dev/null 2>&1 || { echo "no receipt.json: inode $(stat -c %i "$2"), ls -A: [$(ls -A "$2" 2>&1)]; 2 s later: inode $(sleep 2; stat -c %i "$2"), ls -A: [$(ls -A "$2" 2>&1)]"; exit 1; }`
 	restoreSh := `mv "$1" "$2" || exit 9; out=$(ls -A "$3" 2>&1); [ "$out" = "$4" ] || { echo "ls -A $3 right after the restore: $out"; exit 1; }`
 	for round := 0; round < 10; round++ {
 		for _, c := range []struct {
 			what, src, name, back, shown, want string
 		}{
-			{"a revision", tm.Rev(trTiny, trA227), "rev", tm.P(trTiny, "by-commit") + "/", tm.Rev(trTiny, trA227), "README.md"},
+			{"a revision", tm.Rev(tinyModel, detached), "rev", tm.P(tinyModel, "by-commit") + "/", tm.Rev(tinyModel, detached), "README.md"},
 			{"a whole repo", tm.P("models/gpt2"), "repo", tm.P("models") + "/", tm.P("models/gpt2"), "by-commit\nby-ref"},
 			{"a repo's only revision", tm.Rev("models/gpt2", trGpt2), "last", tm.P("models") + "/", tm.P("models/gpt2"), "by-commit\nby-ref"},
-			{"a revision by its ref", tm.P(trTiny, "by-ref", "v1.0"), "ref", tm.P(trTiny, "by-commit") + "/", tm.Rev(trTiny, trC1), "config.json\nmodel.safetensors\nsub\nweights"},
+			{"a revision by its ref", tm.P(tinyModel, "by-ref", "v1.0"), "ref", tm.P(tinyModel, "by-commit") + "/", tm.Rev(tinyModel, v1Commit), "config.json\nmodel.safetensors\nsub\nweights"},
 		} {
 			name := fmt.Sprintf("%s%d", c.name, round)
 			want := c.want
@@ -846,12 +826,12 @@ func TestTrashNewNameIsTheReceiptAtOnce(t *testing.T) {
 			}
 			// Whatever the kernel showed, the next round needs the names
 			// settled: wait for them (not what this test checks).
-			trPoll(t, trDeadline, "the restored name settles", func() (bool, string) {
+			poll(t, trDeadline, "the restored name settles", func() (bool, string) {
 				r := trRun(t, "ls", "-A1", c.shown)
 				out := strings.TrimSpace(r.stdout)
 				return r.code == 0 && out == want, r.String()
 			})
 		}
 	}
-	trScanClean(t, cache)
+	scanClean(t, cache)
 }
