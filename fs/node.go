@@ -24,10 +24,10 @@ func (s *State) child(ctx context.Context, parent *dirNode, e views.Entry, out *
 	ch := parent.GetChild(e.Name)
 	if ch == nil || ch.StableAttr().Ino != e.Ino || ch.StableAttr().Mode != modeOf(e) {
 		var node gofs.InodeEmbedder
+		var dn *dirNode
 		switch e.Kind {
 		case views.KindDir:
-			dn := newDirNode(s, place{loc: e.Loc, parent: parent.at().loc, name: e.Name})
-			s.track(dn)
+			dn = newDirNode(s, place{loc: e.Loc, parent: parent.at().loc, name: e.Name})
 			node = dn
 		case views.KindSymlink:
 			node = &linkNode{st: s, target: e.Target}
@@ -39,6 +39,9 @@ func (s *State) child(ctx context.Context, parent *dirNode, e views.Entry, out *
 			}
 		}
 		ch = parent.NewInode(ctx, node, gofs.StableAttr{Mode: modeOf(e), Ino: e.Ino})
+		if dn != nil {
+			s.track(dn) // only now: the refresher reads its Inode
+		}
 	}
 	switch ops := ch.Operations().(type) {
 	case *dirNode:
