@@ -410,6 +410,9 @@ func (s *repoScanner) walkRefs(dir, rel string, add func(name, hash string)) err
 		if !e.Type().IsRegular() {
 			st, err := statFollow(path)
 			if err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+				if real, err := s.r.realpath(path); err == nil && !isWithin(real, s.cacheDir) {
+					s.notice(path, NoticeOutsideCache, "a folder symlink resolving outside the cache directory (%s): ignored, as upstream's glob does", real)
+				}
 				continue // a symlinked dir: glob neither yields it as a ref nor recurses
 			}
 			if err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
@@ -478,11 +481,17 @@ func (s *repoScanner) walkRevision(dir, realDir, rel string, rev *RevisionInfo) 
 			return nil
 		}
 	}
+	if rel != "" && strings.Count(rel, "/") == deepFolderLevels {
+		s.notice(dir, NoticeDeepFolder, "a revision nested more than %d folders deep: huggingface_hub's scan (Python <= 3.12, recursive glob) may raise RecursionError", deepFolderLevels)
+	}
 	var subdirs []string
 	for _, e := range entries {
 		name := e.Name()
 		path := dir + "/" + name
 		typ := e.Type()
+		if oddName(name) {
+			s.notice(path, NoticeOddName, "the name holds a control character or invalid UTF-8 (%s): tools reading names line by line mis-parse it", PyRepr(name))
+		}
 		if typ.IsDir() {
 			s.r.knownDir(realDir + "/" + name)
 			subdirs = append(subdirs, name)
@@ -534,6 +543,8 @@ func (s *repoScanner) walkRevision(dir, realDir, rel string, rev *RevisionInfo) 
 		})
 		if blob.Outside {
 			s.notice(path, NoticeOutsideCache, "resolves outside the cache directory to %s: counted as upstream does, never served, opened or deleted", blobPath)
+		} else if s.realRepo != "" && !strings.HasPrefix(blob.Path, s.realRepo+"/") {
+			s.notice(path, NoticeForeignBlob, "links to another repo's blob %s: deleting that repo breaks this file, and its size counts in both", blobPath)
 		}
 		if blob.Mode&syscall.S_IFMT != syscall.S_IFREG {
 			s.notice(path, NoticeNotRegular, "blob %s is not a regular file (mode %o): never opened", blobPath, blob.Mode)
@@ -549,6 +560,24 @@ func (s *repoScanner) walkRevision(dir, realDir, rel string, rev *RevisionInfo) 
 		}
 	}
 	return nil
+}
+
+// deepFolderLevels is the nesting below a revision worth a notice.
+const deepFolderLevels = 100
+
+// oddName reports a name with a control character (a newline...) or
+// invalid UTF-8.
+func oddName(name string) bool {
+	ascii := true
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c < 0x20 || c == 0x7f:
+			return true
+		case c >= 0x80:
+			ascii = false
+		}
+	}
+	return !ascii && !utf8.ValidString(name)
 }
 
 // fastBlobPath resolves the links huggingface_hub writes,

@@ -137,6 +137,9 @@ const (
 	NoticeCopiedFile    = "copied-file"    // a regular file inside a snapshot (no-symlink mode)
 	NoticeUnreadable    = "unreadable"     // a folder that could not be listed
 	NoticeOrphanedBlobs = "orphaned-blobs" // blobs no snapshot links to (not counted upstream)
+	NoticeForeignBlob   = "foreign-blob"   // a snapshot file links to another repo's blob
+	NoticeOddName       = "odd-name"       // a name with a control character or invalid UTF-8
+	NoticeDeepFolder    = "deep-folder"    // a revision nested deeper than deepFolderLevels
 )
 
 // CacheInfo mirrors HFCacheInfo.

@@ -224,8 +224,8 @@ func prOddRepos(t *testing.T) {
 
 	// A link into another repo's blob: inside the cache, it resolves and
 	// exists, so upstream counts it (no warning) and the mount may serve
-	// it: it must be that blob's bytes. hfcachefs has no notice kind for
-	// it (it is not outside the cache): none is expected.
+	// it: it must be that blob's bytes. hfcachefs notices foreign-blob
+	// (deleting the other repo breaks it).
 	c.healthy("models--acme--borrower", prC1)
 	c.link("models--acme--borrower", prC1, "borrowed.safetensors", "../../../models--acme--healthy/blobs/"+borrowedEtag)
 
@@ -233,13 +233,14 @@ func prOddRepos(t *testing.T) {
 	// linked the huggingface_hub way (1,002 "../"). Upstream: glob("**/*")
 	// is recursive in Python <= 3.12 and raises RecursionError at this depth
 	// (checked with Python 3.11) — no CorruptedCacheException, so no
-	// warning either way; hfcachefs serves it (no notice expected).
+	// warning either way; hfcachefs serves it and notices deep-folder.
 	c.healthy("models--acme--deep", prC1)
 	deepRel := strings.Repeat("d/", 1000) + "leaf.txt"
 	c.file("models--acme--deep", prC1, deepRel, []byte("the bottom\n"), false)
 
 	// Names with a newline, invalid UTF-8, 255 bytes (a file and a folder):
-	// legal POSIX names; upstream counts them (no warning); served as is.
+	// legal POSIX names; upstream counts them (no warning); served as is,
+	// with an odd-name notice for the newline and invalid UTF-8 ones.
 	c.healthy("models--acme--names", prC1)
 	oddNames := []string{"new\nline.txt", "bad\xff\xfename.bin", strings.Repeat("n", 251) + ".txt",
 		"dir\nwith newline/inner.txt", strings.Repeat("D", 255) + "/x.txt"}
@@ -294,6 +295,12 @@ func prOddRepos(t *testing.T) {
 		"absolute-link " + repo("models--acme--passwd"),
 		"not-regular " + snap("models--acme--fifo", "pipe.bin"),
 		"not-regular " + snap("models--acme--device", "null.bin"),
+		"foreign-blob " + snap("models--acme--borrower", "borrowed.safetensors"),
+		"deep-folder " + snap("models--acme--deep", strings.TrimSuffix(strings.Repeat("d/", 101), "/")),
+		"odd-name " + snap("models--acme--names", "new\nline.txt"),
+		"odd-name " + snap("models--acme--names", "bad\uFFFD\uFFFDname.bin"), // JSON carries each invalid byte as U+FFFD
+		"odd-name " + snap("models--acme--names", "dir\nwith newline"),
+		"outside-cache " + filepath.Join(repo("models--acme--dotref"), "refs", "etc"),
 	}
 	leftOut := []string{repo("models--acme--loopself"), repo("models--acme--looppair"), repo("models--acme--reffifo"), repo("models--acme--evilref")}
 
