@@ -110,6 +110,11 @@ func Assemble(cacheDir string, entries []EntryScan) *CacheInfo {
 		info.IncompleteFiles = append(info.IncompleteFiles, res.incomplete...)
 		info.Notices = append(info.Notices, res.notices...)
 	}
+	var fs syscall.Statfs_t
+	if syscall.Statfs(cacheDir, &fs) == nil && fs.Flags&stRdonly != 0 {
+		info.Notices = append(info.Notices, Notice{Path: cacheDir, Kind: NoticeReadOnly,
+			Message: "the cache is on a read-only file system: nothing can be deleted (rm, prune, .trash) or downloaded into it"})
+	}
 	sort.Slice(info.Repos, func(i, j int) bool { return info.Repos[i].RepoPath < info.Repos[j].RepoPath })
 	sort.Slice(info.IncompleteFiles, func(i, j int) bool {
 		return info.IncompleteFiles[i].FilePath < info.IncompleteFiles[j].FilePath
@@ -313,6 +318,9 @@ func (s *repoScanner) scan() (*RepoInfo, error) {
 		if err := s.walkRevision(revPath, realRev, "", rev); err != nil {
 			return nil, err
 		}
+		if len(rev.Files) >= largeRevisionFiles {
+			s.notice(revPath, NoticeLargeRevision, "%d files in one revision: listing it at once (the scan, ls -R, a walk of the mount) takes time and memory", len(rev.Files))
+		}
 		seen := map[string]bool{}
 		for _, f := range rev.Files {
 			if !seen[f.BlobPath] {
@@ -492,6 +500,9 @@ func (s *repoScanner) walkRevision(dir, realDir, rel string, rev *RevisionInfo) 
 		if oddName(name) {
 			s.notice(path, NoticeOddName, "the name holds a control character or invalid UTF-8 (%s): tools reading names line by line mis-parse it", PyRepr(name))
 		}
+		if len(name) > longName {
+			s.notice(path, NoticeLongName, "a name of %d bytes (the most is 255): a copy's temporary name (rsync, editors) does not fit", len(name))
+		}
 		if typ.IsDir() {
 			s.r.knownDir(realDir + "/" + name)
 			subdirs = append(subdirs, name)
@@ -562,8 +573,16 @@ func (s *repoScanner) walkRevision(dir, realDir, rel string, rev *RevisionInfo) 
 	return nil
 }
 
-// deepFolderLevels is the nesting below a revision worth a notice.
-const deepFolderLevels = 100
+// stRdonly is ST_RDONLY of statfs(2)'s f_flags.
+const stRdonly = 1
+
+// Thresholds worth a notice: nesting below a revision, name length,
+// files in one revision.
+const (
+	deepFolderLevels   = 100
+	longName           = 239
+	largeRevisionFiles = 50000
+)
 
 // oddName reports a name with a control character (a newline...) or
 // invalid UTF-8.

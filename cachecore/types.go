@@ -140,6 +140,9 @@ const (
 	NoticeForeignBlob   = "foreign-blob"   // a snapshot file links to another repo's blob
 	NoticeOddName       = "odd-name"       // a name with a control character or invalid UTF-8
 	NoticeDeepFolder    = "deep-folder"    // a revision nested deeper than deepFolderLevels
+	NoticeLongName      = "long-name"      // a name within 16 bytes of NAME_MAX
+	NoticeLargeRevision = "large-revision" // a revision of largeRevisionFiles files or more
+	NoticeReadOnly      = "read-only"      // the cache is on a read-only file system
 )
 
 // CacheInfo mirrors HFCacheInfo.

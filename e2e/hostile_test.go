@@ -301,6 +301,8 @@ func prOddRepos(t *testing.T) {
 		"odd-name " + snap("models--acme--names", "bad\uFFFD\uFFFDname.bin"), // JSON carries each invalid byte as U+FFFD
 		"odd-name " + snap("models--acme--names", "dir\nwith newline"),
 		"outside-cache " + filepath.Join(repo("models--acme--dotref"), "refs", "etc"),
+		"long-name " + snap("models--acme--names", strings.Repeat("n", 251)+".txt"),
+		"long-name " + snap("models--acme--names", strings.Repeat("D", 255)),
 	}
 	leftOut := []string{repo("models--acme--loopself"), repo("models--acme--looppair"), repo("models--acme--reffifo"), repo("models--acme--evilref")}
 
@@ -460,6 +462,7 @@ func prHugeRevision(t *testing.T) {
 	if rev := scan.Repos[0].Revisions[0]; rev.NbFiles != 100000 || scan.Repos[0].NbFiles != 10 {
 		t.Errorf("scan: revision nb_files %d, repo nb_files %d; want 100000 and 10", rev.NbFiles, scan.Repos[0].NbFiles)
 	}
+	prWantNotice(t, scan, "large-revision", filepath.Join(c.dir, folder, "snapshots", prC1))
 	d := prStartMount(t, c.dir)
 	res := prRun(t, 5*time.Minute, nil, "sh", "-c", `find "$1" -type f | wc -l`, "sh", filepath.Join(d.mp, "models/acme/huge/by-commit", prC1))
 	if res.code != 0 || res.timedOut || strings.TrimSpace(res.stdout) != "100000" {
@@ -552,6 +555,7 @@ func prReadOnlyBind(t *testing.T) {
 	if len(scan.Warnings) != 0 || len(scan.Repos) != 2 {
 		t.Fatalf("scan of the read-only cache: warnings %q, %d repos", scan.Warnings, len(scan.Repos))
 	}
+	prWantNotice(t, scan, "read-only", ro)
 	d := prStartMount(t, ro)
 	prCheckMount(t, d, scan)
 
@@ -590,4 +594,15 @@ for src, dst in zip(sys.argv[2::2], sys.argv[3::2]):
 	}
 	// The views are intact.
 	prCheckMount(t, d, prScan(t, ro, time.Minute))
+}
+
+// prWantNotice fails unless the scan has a notice of that kind and path.
+func prWantNotice(t *testing.T, scan prScanDoc, kind, path string) {
+	t.Helper()
+	for _, n := range scan.Notices {
+		if n.Kind == kind && n.Path == path {
+			return
+		}
+	}
+	t.Errorf("no %s notice for %s among %+v", kind, path, scan.Notices)
 }
