@@ -52,6 +52,6 @@ if [ "$FUZZTIME" != 0 ] && [ $# -eq 0 ]; then
   for target in "FuzzParseRepoFolderName ./cachecore" "FuzzRefContent ./cachecore" "FuzzLsFilter ." "FuzzDecideRename ./fs"; do
     set -- $target
     echo "== fuzz $1 ($FUZZTIME)"
-    go test -run='^$' -fuzz="^$1\$" -fuzztime="$FUZZTIME" "$2"
+    go test -run='^$' -fuzz="^$1\$" -fuzztime="$FUZZTIME" -fuzzminimizetime=5s "$2"
   done
 fi
