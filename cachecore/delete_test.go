@@ -128,7 +128,7 @@ func TestScanNoticesOutsideLinks(t *testing.T) {
 	}
 	for _, f := range info.Repos[0].Revisions[2].Files {
 		if !f.Blob.Outside {
-			t.Errorf("%s should be marked outside", f.FilePath)
+			t.Errorf("%s should be marked outside", f.FilePath())
 		}
 	}
 }

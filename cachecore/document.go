@@ -89,7 +89,7 @@ func (c *CacheInfo) Document() ScanDoc {
 			}
 			for _, f := range rev.Files {
 				rvd.Files = append(rvd.Files, FileDoc{
-					FileName: f.FileName, FilePath: f.FilePath, BlobPath: f.BlobPath, SizeOnDisk: f.SizeOnDisk,
+					FileName: f.FileName, FilePath: f.FilePath(), BlobPath: f.BlobPath, SizeOnDisk: f.SizeOnDisk,
 					BlobLastAccessed: f.BlobLastAccessed, BlobLastModified: f.BlobLastModified,
 				})
 			}

@@ -143,7 +143,7 @@ func appendRepoJSON(b []byte, repo *RepoInfo) []byte {
 			b = append(b, `{"file_name":`...)
 			b = appendJSONString(b, f.FileName)
 			b = append(b, `,"file_path":`...)
-			b = appendJSONString(b, f.FilePath)
+			b = appendJSONPath(b, f.SnapshotPath, f.RelPath) // FilePath(), without building it
 			b = append(b, `,"blob_path":`...)
 			b = appendJSONString(b, f.BlobPath)
 			b = append(b, `,"size_on_disk":`...)
@@ -163,6 +163,15 @@ const hexDigits = "0123456789abcdef"
 
 // appendJSONString quotes s as encoding/json does without HTML escaping:
 // control characters escaped, invalid UTF-8 replaced by U+FFFD.
+// appendJSONPath appends dir + "/" + rel as a JSON string.
+func appendJSONPath(b []byte, dir, rel string) []byte {
+	b = appendJSONString(b, dir)
+	b[len(b)-1] = '/' // over dir's closing quote
+	n := len(b)
+	b = appendJSONString(b, rel)
+	return append(b[:n], b[n+1:]...) // without rel's opening quote
+}
+
 func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0

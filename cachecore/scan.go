@@ -160,7 +160,7 @@ func scanEntry(cacheDir, name string) entryResult {
 	if FilesToIgnore[name] || name == ".locks" || name == "CACHEDIR.TAG" {
 		return res
 	}
-	s := &repoScanner{cacheDir: cacheDir, repoPath: path, name: name, r: newResolver(), blobs: map[string]*BlobStat{}}
+	s := &repoScanner{cacheDir: cacheDir, repoPath: path, name: name, r: newResolver(), blobs: map[string]*BlobStat{}, relPaths: map[string]string{}}
 	repo, err := s.scan()
 	res.notices = s.notices
 	var corrupted *CorruptedCacheError
@@ -216,6 +216,7 @@ type repoScanner struct {
 	realBlobs                string            // <realRepo>/blobs when that is a real folder
 	plainDepth               int               // depth below a revision with no symlinked folder on the way; -1 if not
 	outsideRefs              map[string]string // ref contents read through a symlink leaving the cache -> its target
+	relPaths                 map[string]string // one copy of each path inside a revision, shared by the revisions
 }
 
 func corrupted(format string, args ...any) error {
@@ -339,7 +340,9 @@ func (s *repoScanner) scan() (*RepoInfo, error) {
 		rev.Refs = refsByHash[revName]
 		delete(refsByHash, revName)
 		sort.Strings(rev.Refs)
-		sort.Slice(rev.Files, func(i, j int) bool { return rev.Files[i].FilePath < rev.Files[j].FilePath })
+		sort.Slice(rev.Files, func(i, j int) bool { // One prefix: the order of FilePath().
+			return rev.Files[i].RelPath < rev.Files[j].RelPath
+		})
 		repo.Revisions = append(repo.Revisions, rev)
 	}
 	if len(refsByHash) > 0 {
@@ -540,16 +543,22 @@ func (s *repoScanner) walkRevision(dir, realDir, rel string, rev *RevisionInfo) 
 		if err != nil {
 			return err
 		}
+		// Revisions of a repo share their paths' bytes, names share
+		// them too, and every file of one blob its path: a 180k-file
+		// cache keeps ~60 MB less.
+		relPath, ok := s.relPaths[path[len(rev.SnapshotPath)+1:]]
+		if !ok {
+			relPath = strings.Clone(path[len(rev.SnapshotPath)+1:])
+			s.relPaths[relPath] = relPath
+		}
 		rev.Files = append(rev.Files, &FileInfo{
-			// Names share the path's bytes, and every file of one blob
-			// its path: a 180k-file cache keeps ~40 MB less.
-			FileName:         path[len(path)-len(name):],
-			FilePath:         path,
+			FileName:         relPath[len(relPath)-len(name):],
+			SnapshotPath:     rev.SnapshotPath,
 			BlobPath:         blob.Path,
 			SizeOnDisk:       blob.Size,
 			BlobLastAccessed: blob.Atime,
 			BlobLastModified: blob.Mtime,
-			RelPath:          path[len(rev.SnapshotPath)+1:],
+			RelPath:          relPath,
 			Blob:             blob,
 		})
 		if blob.Outside {

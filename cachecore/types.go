@@ -15,8 +15,8 @@ var RepoTypes = []string{"model", "dataset", "space"}
 // FileInfo mirrors CachedFileInfo: one file of one revision.
 type FileInfo struct {
 	FileName         string  // basename only, as upstream
-	FilePath         string  // absolute path under snapshots/, unresolved
-	BlobPath         string  // FilePath with every symlink resolved
+	SnapshotPath     string  // the revision's snapshot folder (FilePath joins RelPath to it)
+	BlobPath         string  // FilePath() with every symlink resolved
 	SizeOnDisk       int64   // st_size of the blob
 	BlobLastAccessed float64 // st_atime as float seconds
 	BlobLastModified float64 // st_mtime as float seconds
@@ -25,6 +25,10 @@ type FileInfo struct {
 	RelPath string // path inside the revision, "/"-separated
 	Blob    *BlobStat
 }
+
+// FilePath is upstream's file_path: the absolute path under snapshots/,
+// unresolved. Built on demand: a 180k-file cache keeps ~20 MB less.
+func (f *FileInfo) FilePath() string { return f.SnapshotPath + "/" + f.RelPath }
 
 // BlobStat is what the scan learnt about one resolved blob path.
 type BlobStat struct {
@@ -47,7 +51,7 @@ type RevisionInfo struct {
 	CommitHash   string
 	SnapshotPath string
 	SizeOnDisk   int64
-	Files        []*FileInfo // sorted by FilePath
+	Files        []*FileInfo // sorted by FilePath()
 	Refs         []string    // sorted
 	LastModified float64
 }

@@ -302,7 +302,7 @@ func (v *verifier) collect(repo *RepoInfo) {
 				p = f.Blob.Path
 			}
 			if p == "" {
-				p = f.FilePath
+				p = f.FilePath()
 			}
 			if p == "" {
 				continue
@@ -317,7 +317,7 @@ func (v *verifier) collect(repo *RepoInfo) {
 				order = append(order, p)
 			}
 			g.outside = g.outside || (f.Blob != nil && f.Blob.Outside)
-			g.files = append(g.files, f.FilePath)
+			g.files = append(g.files, f.FilePath())
 		}
 	}
 	sort.Strings(order)

@@ -90,7 +90,7 @@ func vRev(t *testing.T, repo *RepoInfo, commit string) *RevisionInfo {
 
 // vFileInfo builds the FileInfo a scan would for filePath -> blobPath.
 func vFileInfo(filePath, blobPath, relPath string, outside bool) *FileInfo {
-	f := &FileInfo{FileName: filepath.Base(filePath), FilePath: filePath, BlobPath: blobPath, RelPath: relPath}
+	f := &FileInfo{FileName: filepath.Base(filePath), SnapshotPath: strings.TrimSuffix(filePath, "/"+relPath), BlobPath: blobPath, RelPath: relPath}
 	var st syscall.Stat_t
 	if syscall.Stat(blobPath, &st) == nil {
 		f.SizeOnDisk = st.Size
@@ -411,7 +411,7 @@ func TestVerifyOutsideCache(t *testing.T) {
 	rev := vRev(t, repo, vCommit1)
 	fp := filepath.Join(rev.SnapshotPath, "inner")
 	vMust(t, os.Symlink("../../blobs/"+vSHA256(secret), fp))
-	rev.Files = append(rev.Files, &FileInfo{FileName: "inner", FilePath: fp, BlobPath: inner, RelPath: "inner"})
+	rev.Files = append(rev.Files, &FileInfo{FileName: "inner", SnapshotPath: rev.SnapshotPath, BlobPath: inner, RelPath: "inner"})
 
 	rep := vVerify(t, cache, VerifyOptions{Repos: []*RepoInfo{repo}})
 	if rep.OK() || rep.BytesHashed != 0 || rep.Checked != 2 {
@@ -478,7 +478,7 @@ func TestVerifyDangling(t *testing.T) {
 		t.Errorf("walked dangling result = %+v", d)
 	}
 	v := vFind(t, rep, b)
-	if v.Status != VerifyDangling || !reflect.DeepEqual(v.FilePaths, []string{f.FilePath}) {
+	if v.Status != VerifyDangling || !reflect.DeepEqual(v.FilePaths, []string{f.FilePath()}) {
 		t.Errorf("vanished result = %+v", v)
 	}
 }

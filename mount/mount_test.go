@@ -710,12 +710,12 @@ func checkOutsideDenied(t *testing.T, mp string, info *cachecore.CacheInfo, noti
 		}
 		mentioned := false
 		for _, n := range notices {
-			if n.Kind == cachecore.NoticeOutsideCache && n.Path == e.file.FilePath {
+			if n.Kind == cachecore.NoticeOutsideCache && n.Path == e.file.FilePath() {
 				mentioned = true
 			}
 		}
 		if !mentioned {
-			t.Errorf(".status.json notices %+v do not mention %s", notices, e.file.FilePath)
+			t.Errorf(".status.json notices %+v do not mention %s", notices, e.file.FilePath())
 		}
 	}
 	if outside == 0 {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -141,10 +142,26 @@ type repoView struct {
 	revs     map[string]*revView
 	refs     map[string]string   // ref name -> commit
 	refDirs  map[string][]string // ref prefix ("" for by-ref/ itself) -> sorted child names
-	nlink    map[string]uint32   // blob path -> number of paths reaching it
+	nlinks   []blobLinks         // by blob path: number of paths reaching it
 	lastMod  time.Time
 	lastAcc  time.Time
 	freeable int64 // expected freed size if the whole repo were deleted
+}
+
+// blobLinks counts the paths of a repo's views that reach one blob.
+type blobLinks struct {
+	path string
+	n    uint32
+}
+
+// nlink is the number of paths reaching a blob (a sorted slice: a map
+// per repo costs 5 KB more).
+func (rv *repoView) nlink(blobPath string) uint32 {
+	i, ok := slices.BinarySearchFunc(rv.nlinks, blobPath, func(e blobLinks, p string) int { return strings.Compare(e.path, p) })
+	if !ok {
+		return 0
+	}
+	return rv.nlinks[i].n
 }
 
 type revView struct {
@@ -250,7 +267,6 @@ func buildRepo(repo *cachecore.RepoInfo) *repoView {
 	rv := &repoView{
 		info: repo, folder: repo.FolderName(),
 		revs: map[string]*revView{}, refs: map[string]string{}, refDirs: map[string][]string{},
-		nlink:   map[string]uint32{},
 		lastMod: floatTime(repo.LastModified), lastAcc: floatTime(repo.LastAccessed),
 		freeable: repo.SizeOnDisk,
 	}
@@ -262,6 +278,7 @@ func buildRepo(repo *cachecore.RepoInfo) *repoView {
 		refSet[prefix][name] = true
 	}
 	addRefName("", "") // by-ref/ exists even with no ref
+	nlink := map[string]uint32{}
 	for _, rev := range repo.Revisions {
 		v := &revView{rev: rev, dirs: map[string][]revChild{"": nil}}
 		seenDirs := map[string]bool{"": true}
@@ -280,10 +297,11 @@ func buildRepo(repo *cachecore.RepoInfo) *repoView {
 				}
 				d = parent
 			}
-			rv.nlink[f.BlobPath] += uint32(1 + len(rev.Refs))
+			nlink[f.BlobPath] += uint32(1 + len(rev.Refs))
 		}
-		for _, children := range v.dirs {
+		for dir, children := range v.dirs {
 			sort.Slice(children, func(i, j int) bool { return children[i].name < children[j].name })
+			v.dirs[dir] = slices.Clone(children) // no spare capacity: the model lives long
 		}
 		rv.revs[rev.CommitHash] = v
 		for _, ref := range rev.Refs {
@@ -294,6 +312,11 @@ func buildRepo(repo *cachecore.RepoInfo) *repoView {
 			}
 		}
 	}
+	rv.nlinks = make([]blobLinks, 0, len(nlink))
+	for p, n := range nlink {
+		rv.nlinks = append(rv.nlinks, blobLinks{path: p, n: n})
+	}
+	slices.SortFunc(rv.nlinks, func(a, b blobLinks) int { return strings.Compare(a.path, b.path) })
 	for prefix, names := range refSet {
 		var list []string
 		for n := range names {
@@ -636,7 +659,7 @@ func (m *Model) fileEntry(rv *repoView, f *cachecore.FileInfo) Entry {
 	e := Entry{
 		Name: path.Base(f.RelPath), Kind: KindFile, Role: RoleRevisionFile,
 		Ino:   m.inos.Get(InoKey{Kind: 'f', A: rv.folder, B: f.BlobPath}),
-		Nlink: max(1, rv.nlink[f.BlobPath]), Mode: 0o444,
+		Nlink: max(1, rv.nlink(f.BlobPath)), Mode: 0o444,
 		Size: b.Size, Blocks: b.Blocks,
 		Atime: floatTime(b.Atime), Mtime: floatTime(b.Mtime), Ctime: floatTime(b.Ctime),
 		File: f, Real: f.BlobPath,
