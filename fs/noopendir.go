@@ -22,14 +22,47 @@ import (
 // handle opened and released within the request (the kernel holds the
 // folder's inode only that long); a listing read in several chunks is
 // kept by State.listings between them.
+//
+// It also tells the trimmer (State.Touch) that requests come in.
 type NoOpendir struct {
 	fuse.RawFileSystem
 	server *fuse.Server
+	st     *State
 }
 
-// WrapNoOpendir wraps a node file system (from gofs.NewNodeFS).
-func WrapNoOpendir(raw fuse.RawFileSystem) *NoOpendir {
-	return &NoOpendir{RawFileSystem: raw}
+// WrapNoOpendir wraps a node file system (from gofs.NewNodeFS) of st.
+func WrapNoOpendir(raw fuse.RawFileSystem, st *State) *NoOpendir {
+	return &NoOpendir{RawFileSystem: raw, st: st}
+}
+
+// SupportsPrune reports whether the kernel takes FUSE_NOTIFY_PRUNE.
+func (w *NoOpendir) SupportsPrune() bool {
+	return w.server != nil && w.server.KernelSettings().SupportsNotify(fuse.NOTIFY_PRUNE)
+}
+
+func (w *NoOpendir) Lookup(cancel <-chan struct{}, header *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+	w.st.Touch()
+	return w.RawFileSystem.Lookup(cancel, header, name, out)
+}
+
+func (w *NoOpendir) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
+	w.st.Touch()
+	return w.RawFileSystem.GetAttr(cancel, in, out)
+}
+
+func (w *NoOpendir) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	w.st.Touch()
+	return w.RawFileSystem.Open(cancel, in, out)
+}
+
+func (w *NoOpendir) Readlink(cancel <-chan struct{}, header *fuse.InHeader) ([]byte, fuse.Status) {
+	w.st.Touch()
+	return w.RawFileSystem.Readlink(cancel, header)
+}
+
+func (w *NoOpendir) GetXAttr(cancel <-chan struct{}, header *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
+	w.st.Touch()
+	return w.RawFileSystem.GetXAttr(cancel, header, attr, dest)
 }
 
 func (w *NoOpendir) Init(server *fuse.Server) {
@@ -43,6 +76,7 @@ func (w *NoOpendir) active() bool {
 }
 
 func (w *NoOpendir) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	w.st.Touch()
 	if w.active() {
 		return fuse.ENOSYS
 	}
@@ -50,6 +84,7 @@ func (w *NoOpendir) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.O
 }
 
 func (w *NoOpendir) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	w.st.Touch()
 	if in.Fh != 0 {
 		return w.RawFileSystem.ReadDir(cancel, in, out)
 	}
@@ -57,6 +92,7 @@ func (w *NoOpendir) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.D
 }
 
 func (w *NoOpendir) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	w.st.Touch()
 	if in.Fh != 0 {
 		return w.RawFileSystem.ReadDirPlus(cancel, in, out)
 	}

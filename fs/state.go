@@ -61,6 +61,8 @@ type State struct {
 	pending func(folder string) bool
 
 	listings listings // listings read in chunks, between the chunks
+	root     atomic.Pointer[dirNode]
+	trim     trimmer
 
 	mu   sync.Mutex // protects the following
 	live map[*dirNode]struct{}
@@ -94,7 +96,9 @@ func (s *State) Model() *views.Model { return s.model.Load() }
 
 // Root is the root node to mount.
 func (s *State) Root() gofs.InodeEmbedder {
-	return newDirNode(s, place{loc: views.Root()})
+	root := newDirNode(s, place{loc: views.Root()})
+	s.root.Store(root)
+	return root
 }
 
 // Swap installs a new model and invalidates what the kernel may have

@@ -39,6 +39,7 @@ type Options struct {
 	PollInterval time.Duration
 	Workers      int
 	TrashHold    time.Duration
+	TrimAfter    time.Duration // idle time before the kernel is asked to forget inodes; 0 never
 }
 
 // AddFlags registers the mount flags.
@@ -54,6 +55,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.PollInterval, "poll-interval", time.Second, "how often the cache is checked for changes")
 	fs.IntVar(&o.Workers, "scan-workers", 4, "repos scanned in parallel")
 	fs.DurationVar(&o.TrashHold, "trash-hold", 0, "keep what .trash deletes aside this long (e.g. 24h), restorable; 0 deletes at once")
+	fs.DurationVar(&o.TrimAfter, "trim-after", 10*time.Second, "once the mount has been idle this long, let the kernel forget idle inodes below repo folders and free their memory; 0 never")
 }
 
 // Mount is a running mount.
@@ -70,6 +72,7 @@ type Mount struct {
 	mu          sync.Mutex // protects the following
 	passthrough string
 	statusGen   uint64 // generation statusJSON was rendered for
+	statusTrims int    // and the number of trims
 	statusJSON  []byte
 }
 
@@ -194,7 +197,7 @@ func Start(mountpoint string, o Options, logger *log.Logger) (*Mount, error) {
 		// A file that is never served shows mode 0000, not go-fuse's 0644.
 		NullPermissions: true,
 		Logger:          logger,
-	}))
+	}), state)
 	server, err := fuse.NewServer(raw, mp, &mountOpts)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", mp, err)
@@ -219,6 +222,7 @@ func Start(mountpoint string, o Options, logger *log.Logger) (*Mount, error) {
 	if tr != nil {
 		go tr.purgeLoop(ctx)
 	}
+	state.StartTrimmer(ctx, o.TrimAfter, raw.SupportsPrune())
 	return m, nil
 }
 
@@ -250,14 +254,24 @@ func probePassthrough(server *fuse.Server) string {
 // (every READDIRPLUS of the root) needs its size.
 func (m *Mount) status() []byte {
 	model := m.state.Model()
+	trim := m.state.TrimStats()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.statusJSON != nil && m.statusGen == model.Gen {
+	if m.statusJSON != nil && m.statusGen == model.Gen && m.statusTrims == trim.Runs {
 		return m.statusJSON
 	}
 	info := m.info
 	info.Passthrough = m.passthrough
-	m.statusJSON, m.statusGen = model.Status(info, m.scanner.keptRepos(), m.scanner.settlingRefs()), model.Gen
+	info.Trim = views.TrimInfo{After: trim.After.String(), Supported: trim.Supported, Runs: trim.Runs,
+		Asked: trim.Asked, KnownAfter: trim.KnownNow, KnownPeak: trim.KnownPeak, DurationSec: trim.LastPruned.Seconds()}
+	if trim.Runs > 0 {
+		last := trim.Last
+		info.Trim.Last = &last
+	}
+	if trim.LastErrno != 0 {
+		info.Trim.Error = "FUSE_NOTIFY_PRUNE: " + trim.LastErrno.Error()
+	}
+	m.statusJSON, m.statusGen, m.statusTrims = model.Status(info, m.scanner.keptRepos(), m.scanner.settlingRefs()), model.Gen, trim.Runs
 	return m.statusJSON
 }
 

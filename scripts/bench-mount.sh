@@ -13,7 +13,10 @@
 #            content showing through by-ref/main (polled every 20 ms)
 #   4 ready  mount --daemon return time, time until ls MOUNT/models lists
 #            every repo namespace, until .status.json shows the full scan
-#   5 rss    the daemon's VmRSS after a full walk, without and with GOMEMLIMIT
+#   5 rss    the daemon's VmRSS after a full walk, without and with GOMEMLIMIT,
+#            and once the mount has been idle past --trim-after (TRIM_AFTER,
+#            the default 10s): the kernel forgot the walk's inodes; with the
+#            walk's time before (first walk) and after that trim
 #
 # Usage: scripts/bench-mount.sh            (as root for drop_caches; from any directory)
 #
@@ -27,6 +30,7 @@
 #   RAND_COLD=2000 RAND_WARM=100000   random reads per cold / warm run
 #   REF_CHANGES=2*RUNS   ref changes timed in part 3 (rounded up to even)
 #   MEMLIMIT=100MiB GOMEMLIMIT of the second daemon of part 5
+#   TRIM_AFTER=10   seconds of idleness before the daemon trims (its --trim-after)
 #   KEEP=1          keep the generated caches (their paths are printed)
 #   HFCACHEFS_BIN=PATH  use this binary instead of building the repository
 #   TMPDIR          where the temporary directory goes (the file system matters)
@@ -140,13 +144,14 @@ bio=$tmp/benchio
 
 # mount_fs MOUNTPOINT CACHE [VAR=VALUE...]: mounts with --daemon; sets
 # mount_pid and mount_secs (time until mount --daemon returned).
-mount_fs() {
+mount_flags=()
+mount_fs() { # MOUNTPOINT CACHE [ENV=VALUE | -u NAME]...; mount flags in the array mount_flags
 	local m=$1 c=$2 out t0 t1
 	shift 2
 	mkdir -p "$m"
 	mounts+=("$m")
 	t0=$EPOCHREALTIME
-	if ! out=$(env "$@" "$bin" mount "$m" --cache-dir "$c" --daemon 2>&1); then
+	if ! out=$(env "$@" "$bin" mount "$m" --cache-dir "$c" --daemon "${mount_flags[@]}" 2>&1); then
 		log "mount $m failed: $out"
 		exit 1
 	fi
@@ -429,16 +434,34 @@ fi
 
 # ---------------------------------------------------------------- 5 rss
 if want rss; then
+	trim=${TRIM_AFTER:-10}
 	add '%-40s' "5 daemon memory after a full walk (ls -lR MOUNT/{models,datasets,spaces}, by-ref too)"
 	for lim in "" "$MEMLIMIT"; do
 		m5=$tmp/mnt-rss
+		mount_flags=(--trim-after "${trim}s")
 		if [[ -n $lim ]]; then mount_fs "$m5" "$cache" "GOMEMLIMIT=$lim"; else mount_fs "$m5" "$cache" -u GOMEMLIMIT; fi
+		mount_flags=()
 		cat "$m5/.status.json" >/dev/null
 		read -r r0 _ < <(rss_of "$mount_pid")
+		t0=$EPOCHREALTIME
 		ls -lR "$m5/models" "$m5/datasets" "$m5/spaces" >/dev/null
+		t1=$EPOCHREALTIME
 		read -r r h < <(rss_of "$mount_pid")
-		add '%-40s %13s %13s  < 150 MiB %s   (VmHWM %s MiB, %s MiB when ready)' "  VmRSS, GOMEMLIMIT=${lim:-unset}" "" "$r MiB" \
+		# Idle past --trim-after, without a request (reading .status.json is one).
+		sleep $((trim + 4))
+		read -r r2 _ < <(rss_of "$mount_pid")
+		runs=$(sed -n 's/^ *"runs": *\([0-9]*\).*/\1/p' "$m5/.status.json")
+		left=$(sed -n 's/^ *"kernel_nodes_now": *\([0-9]*\).*/\1/p' "$m5/.status.json")
+		peak=$(sed -n 's/^ *"kernel_nodes_peak": *\([0-9]*\).*/\1/p' "$m5/.status.json")
+		t2=$EPOCHREALTIME
+		ls -lR "$m5/models" "$m5/datasets" "$m5/spaces" >/dev/null
+		t3=$EPOCHREALTIME
+		add '%-40s %13s %13s  < 150 MiB %s   (VmHWM %s MiB, %s MiB when ready)' "  VmRSS, GOMEMLIMIT=${lim:-unset}, walked" "" "$r MiB" \
 			"$(verdict_le "$r" 150)" "$h" "$r0"
+		add '%-40s %13s %13s  < 150 MiB %s   (trims: %s; kernel nodes %s -> %s)' "    idle ${trim} s later, trimmed" "" "$r2 MiB" \
+			"$(verdict_le "$r2" 150)" "${runs:-?}" "${peak:-?}" "${left:-?}"
+		add '%-40s %13s %13s   (first walk %s s)' "    ls -lR after the trim (cold again)" "" "$(calc %.2f "$(elapsed "$t2" "$t3")") s" \
+			"$(calc %.2f "$(elapsed "$t0" "$t1")")"
 		unmount_fs "$m5" "$mount_pid"
 	done
 fi

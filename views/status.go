@@ -22,6 +22,20 @@ type MountInfo struct {
 	TrashStateDir string    `json:"trash_state_dir,omitempty"`
 	TrashHold     string    `json:"trash_hold,omitempty"`
 	TrashHoldDir  string    `json:"trash_hold_dir,omitempty"`
+	Trim          TrimInfo  `json:"trim"`
+}
+
+// TrimInfo says how the daemon lets the kernel forget idle inodes.
+type TrimInfo struct {
+	After       string     `json:"after"`     // idle time before a trim; "0s" = never
+	Supported   bool       `json:"supported"` // the kernel takes FUSE_NOTIFY_PRUNE
+	Runs        int        `json:"runs"`
+	Last        *time.Time `json:"last,omitempty"`
+	Asked       int        `json:"inodes_asked"`      // by the last trim
+	KnownAfter  int        `json:"kernel_nodes_now"`  // right after the last trim
+	KnownPeak   int        `json:"kernel_nodes_peak"` // the most seen before a trim
+	Error       string     `json:"error,omitempty"`   // the last trim's notification failed
+	DurationSec float64    `json:"last_duration_s"`
 }
 
 // LeftOut is a repo folder the mount does not serve, and why.
