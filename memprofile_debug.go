@@ -3,7 +3,8 @@
 package main
 
 // Built with -tags memprof, the daemon writes a heap profile to
-// $HFCACHEFS_MEMPROFILE on SIGUSR1: how the memory figures of
+// $HFCACHEFS_MEMPROFILE on SIGUSR1, and SIGUSR2 starts, then stops, a CPU
+// profile to $HFCACHEFS_MEMPROFILE.cpu: how the figures of
 // scripts/bench-mount.sh were broken down.
 
 import (
@@ -20,9 +21,22 @@ func init() {
 		return
 	}
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGUSR1)
+	signal.Notify(sig, syscall.SIGUSR1, syscall.SIGUSR2)
 	go func() {
-		for range sig {
+		var cpu *os.File
+		for s := range sig {
+			if s == syscall.SIGUSR2 {
+				if cpu == nil {
+					if f, err := os.Create(path + ".cpu"); err == nil && pprof.StartCPUProfile(f) == nil {
+						cpu = f
+					}
+				} else {
+					pprof.StopCPUProfile()
+					cpu.Close()
+					cpu = nil
+				}
+				continue
+			}
 			runtime.GC()
 			if f, err := os.Create(path); err == nil {
 				_ = pprof.WriteHeapProfile(f)

@@ -172,12 +172,12 @@ func Start(mountpoint string, o Options, logger *log.Logger) (*Mount, error) {
 		Debug:        o.Debug,
 		DirectMount:  os.Geteuid() == 0,
 		MaxReadAhead: 1 << 20,
-		// Extended attributes are served; ACLs and security labels are not.
-		IgnoreSecurityLabels: true,
-		// With POSIX ACLs on, the kernel asks for an inode's ACL once and
-		// caches the answer ("none"): ls -l otherwise costs one GETXATTR
-		// round trip per file, every time.
-		EnableAcl: true,
+		// Extended attributes are served; ACLs and security labels are
+		// not: system.posix_acl_* and security.* answer EOPNOTSUPP (not
+		// go-fuse's ENODATA, nor the kernel's ACL cache, which asks once
+		// per inode), and ls -l, cp -a, tar --acls stop asking for the
+		// whole mount after the first answer: a cold ls -lR makes half
+		// the requests.
 		// READDIRPLUS only where the names are then looked up (ls -l), plain
 		// READDIR for walks that need names and types only (find): no node
 		// is made for a file nobody stats.
