@@ -17,9 +17,9 @@ import (
 // the current model for everything else.
 type dirNode struct {
 	gofs.Inode
-	st    *State
-	here  atomic.Pointer[place]
-	entry atomic.Pointer[views.Entry]
+	st   *State
+	here atomic.Pointer[place]
+	attr atomic.Pointer[nodeAttr] // as last looked up
 	// changedAt (unix ns) is when a new model last changed this folder's
 	// listing: shown as its mtime when later than the model's, since the
 	// kernel keeps a cached listing until the mtime changes.
@@ -71,7 +71,7 @@ func (n *dirNode) at() *place { return n.here.Load() }
 
 func (n *dirNode) moveTo(p place) {
 	n.here.Store(&p)
-	n.entry.Store(nil)
+	n.attr.Store(nil)
 }
 
 var (
@@ -123,11 +123,11 @@ func (n *dirNode) self(ctx context.Context) (views.Entry, bool) {
 	if e, ok := m.Lookup(n.at().parent, n.at().name); ok && e.Loc == n.at().loc {
 		return e, true
 	}
-	e := n.entry.Load()
-	if e == nil {
+	a := n.attr.Load()
+	if a == nil {
 		return views.Entry{}, false
 	}
-	return *e, true
+	return a.entry(n.at().name, n.at().loc), true
 }
 
 func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {

@@ -15,8 +15,8 @@ import (
 // blob's, read straight from it.
 type fileNode struct {
 	gofs.Inode
-	st    *State
-	entry atomic.Pointer[views.Entry]
+	st   *State
+	attr atomic.Pointer[nodeAttr]
 }
 
 var (
@@ -29,33 +29,34 @@ var (
 	_ = (gofs.NodeRemovexattrer)((*fileNode)(nil))
 )
 
-// setEntry keeps the entry a lookup found; an unchanged one is not copied
+// setEntry keeps what a lookup found; an unchanged entry is not copied
 // again (a walk looks every file up).
-func (n *fileNode) setEntry(e views.Entry) {
-	if cur := n.entry.Load(); cur != nil && cur.Nlink == e.Nlink && cur.File == e.File && cur.Real == e.Real && cur.Size == e.Size {
-		return
+func (n *fileNode) setEntry(e *views.Entry) {
+	if cur := n.attr.Load(); cur == nil || !cur.same(e) {
+		n.attr.Store(compactEntry(e))
 	}
-	n.entry.Store(&e)
 }
 
-func (n *dirNode) setEntry(e views.Entry) {
-	if cur := n.entry.Load(); cur != nil && cur.Loc == e.Loc && cur.Mtime.Equal(e.Mtime) {
-		return
+// entry is the file's entry as last looked up.
+func (n *fileNode) entry() views.Entry { return n.attr.Load().entry("", views.Loc{}) }
+
+func (n *dirNode) setEntry(e *views.Entry) {
+	if cur := n.attr.Load(); cur == nil || !cur.same(e) {
+		n.attr.Store(compactEntry(e))
 	}
-	n.entry.Store(&e)
 }
 
 func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND|syscall.O_CREAT) != 0 {
 		return nil, 0, syscall.EROFS
 	}
-	e := n.entry.Load()
-	if e.Denied != "" {
+	e := n.attr.Load()
+	if e.denied != "" {
 		return nil, 0, syscall.EACCES
 	}
 	// The blob path is fully resolved: O_NOFOLLOW refuses a symlink swapped
 	// in since, O_NONBLOCK never waits on a FIFO swapped in.
-	fd, err := syscall.Open(e.Real, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	fd, err := syscall.Open(e.real, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, 0, translateError(err)
 	}
@@ -69,9 +70,9 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 }
 
 func (n *fileNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	e := n.entry.Load()
-	n.st.fillAttr(*e, &out.Attr)
-	out.SetTimeout(n.st.timeout(*e))
+	e := n.entry()
+	n.st.fillAttr(e, &out.Attr)
+	out.SetTimeout(n.st.timeout(e))
 	return 0
 }
 
@@ -80,11 +81,11 @@ func (n *fileNode) Setattr(context.Context, gofs.FileHandle, *fuse.SetAttrIn, *f
 }
 
 func (n *fileNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	return n.st.getxattr(*n.entry.Load(), attr, dest)
+	return n.st.getxattr(n.entry(), attr, dest)
 }
 
 func (n *fileNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	return n.st.listxattr(*n.entry.Load(), dest)
+	return n.st.listxattr(n.entry(), dest)
 }
 
 func (n *fileNode) Setxattr(context.Context, string, []byte, uint32) syscall.Errno {

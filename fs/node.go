@@ -50,10 +50,10 @@ func (s *State) child(ctx context.Context, parent *dirNode, e views.Entry, out *
 			// but now plays the part the model gives it.
 			ops.moveTo(place{loc: e.Loc, parent: parent.at().loc, name: e.Name})
 		}
-		ops.setEntry(e)
+		ops.setEntry(&e)
 		ops.listingTimes(&e)
 	case *fileNode:
-		ops.setEntry(e)
+		ops.setEntry(&e)
 	}
 	s.fillAttr(e, &out.Attr)
 	t := s.timeout(e)
