@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -217,6 +218,8 @@ type repoScanner struct {
 	plainDepth               int               // depth below a revision with no symlinked folder on the way; -1 if not
 	outsideRefs              map[string]string // ref contents read through a symlink leaving the cache -> its target
 	relPaths                 map[string]string // one copy of each path inside a revision, shared by the revisions
+	files                    []FileInfo        // the revision being walked
+	pathBuf                  []byte
 }
 
 func corrupted(format string, args ...any) error {
@@ -316,8 +319,16 @@ func (s *repoScanner) scan() (*RepoInfo, error) {
 		if s.realRepo != "" && realRev == s.realRepo+"/snapshots/"+revName {
 			s.plainDepth = 0
 		}
+		s.files = s.files[:0]
 		if err := s.walkRevision(revPath, realRev, "", rev); err != nil {
 			return nil, err
+		}
+		// One array per revision, not an object per file: the scan's
+		// garbage does not end up between a long-lived model's files.
+		files := slices.Clone(s.files)
+		rev.Files = make([]*FileInfo, len(files))
+		for i := range files {
+			rev.Files[i] = &files[i]
 		}
 		if len(rev.Files) >= largeRevisionFiles {
 			s.notice(revPath, NoticeLargeRevision, "%d files in one revision: listing it at once (the scan, ls -R, a walk of the mount) takes time and memory", len(rev.Files))
@@ -551,7 +562,7 @@ func (s *repoScanner) walkRevision(dir, realDir, rel string, rev *RevisionInfo) 
 			relPath = strings.Clone(path[len(rev.SnapshotPath)+1:])
 			s.relPaths[relPath] = relPath
 		}
-		rev.Files = append(rev.Files, &FileInfo{
+		s.files = append(s.files, FileInfo{
 			FileName:         relPath[len(relPath)-len(name):],
 			SnapshotPath:     rev.SnapshotPath,
 			BlobPath:         blob.Path,
@@ -628,7 +639,11 @@ func (s *repoScanner) fastBlobPath(target string, depth int) string {
 	if !ok || etag == "" || etag == "." || etag == ".." || strings.IndexByte(etag, '/') >= 0 {
 		return ""
 	}
-	p := s.realBlobs + "/" + etag
+	s.pathBuf = append(append(append(s.pathBuf[:0], s.realBlobs...), '/'), etag...)
+	if b, ok := s.blobs[string(s.pathBuf)]; ok {
+		return b.Path // seen (no symlink, no folder): no new string per file
+	}
+	p := string(s.pathBuf)
 	if st := s.r.lookup(p); st.err == nil && st.st.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		return "" // a link or a folder there: the general path decides
 	}
