@@ -8,6 +8,7 @@ package main
 // scripts/bench-mount.sh were broken down.
 
 import (
+	"fmt"
 	"os"
 	"os/signal"
 	"runtime"
@@ -38,10 +39,16 @@ func init() {
 				continue
 			}
 			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
 			if f, err := os.Create(path); err == nil {
 				_ = pprof.WriteHeapProfile(f)
 				f.Close()
 			}
+			_ = os.WriteFile(path+".memstats", []byte(fmt.Sprintf(
+				"HeapAlloc %d\nHeapInuse %d\nHeapIdle %d\nHeapReleased %d\nStackInuse %d\nGCSys %d\nOtherSys %d\nMSpanInuse %d\nSys %d\n",
+				ms.HeapAlloc>>20, ms.HeapInuse>>20, ms.HeapIdle>>20, ms.HeapReleased>>20, ms.StackInuse>>20, ms.GCSys>>20,
+				ms.OtherSys>>20, ms.MSpanInuse>>20, ms.Sys>>20)), 0o644)
 		}
 	}()
 }
