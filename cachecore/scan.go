@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -218,8 +217,7 @@ type repoScanner struct {
 	plainDepth               int               // depth below a revision with no symlinked folder on the way; -1 if not
 	outsideRefs              map[string]string // ref contents read through a symlink leaving the cache -> its target
 	relPaths                 map[string]string // one copy of each path inside a revision, shared by the revisions
-	files                    []FileInfo        // the revision being walked
-	pathBuf                  []byte
+	pathBuf                  []byte            // a blob path being looked up
 }
 
 func corrupted(format string, args ...any) error {
@@ -319,16 +317,8 @@ func (s *repoScanner) scan() (*RepoInfo, error) {
 		if s.realRepo != "" && realRev == s.realRepo+"/snapshots/"+revName {
 			s.plainDepth = 0
 		}
-		s.files = s.files[:0]
 		if err := s.walkRevision(revPath, realRev, "", rev); err != nil {
 			return nil, err
-		}
-		// One array per revision, not an object per file: the scan's
-		// garbage does not end up between a long-lived model's files.
-		files := slices.Clone(s.files)
-		rev.Files = make([]*FileInfo, len(files))
-		for i := range files {
-			rev.Files[i] = &files[i]
 		}
 		if len(rev.Files) >= largeRevisionFiles {
 			s.notice(revPath, NoticeLargeRevision, "%d files in one revision: listing it at once (the scan, ls -R, a walk of the mount) takes time and memory", len(rev.Files))
@@ -555,14 +545,14 @@ func (s *repoScanner) walkRevision(dir, realDir, rel string, rev *RevisionInfo) 
 			return err
 		}
 		// Revisions of a repo share their paths' bytes, names share
-		// them too, and every file of one blob its path: a 180k-file
-		// cache keeps ~60 MB less.
+		// them too, and every file of one blob its path (a long-lived
+		// model of a 180k-file cache holds tens of MB less).
 		relPath, ok := s.relPaths[path[len(rev.SnapshotPath)+1:]]
 		if !ok {
 			relPath = strings.Clone(path[len(rev.SnapshotPath)+1:])
 			s.relPaths[relPath] = relPath
 		}
-		s.files = append(s.files, FileInfo{
+		rev.Files = append(rev.Files, &FileInfo{
 			FileName:         relPath[len(relPath)-len(name):],
 			SnapshotPath:     rev.SnapshotPath,
 			BlobPath:         blob.Path,

@@ -27,7 +27,8 @@ type FileInfo struct {
 }
 
 // FilePath is upstream's file_path: the absolute path under snapshots/,
-// unresolved. Built on demand: a 180k-file cache keeps ~20 MB less.
+// unresolved. Built on demand: stored, it took 24 MB of a 180k-file
+// cache's model (heap profile).
 func (f *FileInfo) FilePath() string { return f.SnapshotPath + "/" + f.RelPath }
 
 // BlobStat is what the scan learnt about one resolved blob path.

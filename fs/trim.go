@@ -9,10 +9,12 @@ import (
 	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
+
+	"github.com/hfcachefs/hfcachefs/views"
 )
 
 // The kernel keeps every inode it has looked up until memory pressure
-// evicts it, and go-fuse keeps a node for each (about 700 bytes with its
+// evicts it, and go-fuse keeps a node for each (about 750 bytes of its
 // maps): after one `du` over a 180k-file cache the daemon would hold over
 // 100 MB for paths nobody uses any more. Once the mount has been idle for
 // a while, the trimmer asks the kernel to forget every inode it holds
@@ -25,37 +27,21 @@ import (
 // reads them in batches of 512 as well).
 const pruneBatch = 512
 
-// TrimStats says what the trimmer did, for .status.json.
-type TrimStats struct {
-	After      time.Duration // idle time before a trim; 0 = never
-	Supported  bool          // the kernel takes FUSE_NOTIFY_PRUNE
-	Runs       int
-	Last       time.Time
-	Asked      int // inodes the last trim asked the kernel to forget
-	KnownNow   int // nodes the kernel held right after the last trim
-	KnownPeak  int // the most nodes seen held before a trim
-	LastErrno  syscall.Errno
-	LastPruned time.Duration // how long the last trim took
-}
-
 type trimmer struct {
-	after    time.Duration
 	activity atomic.Int64 // unix ns of the last request
 
-	mu    sync.Mutex // protects the following
-	stats TrimStats
+	mu   sync.Mutex // protects the following
+	info views.TrimInfo
 }
 
 // Touch records that a request arrived (the mount is not idle).
 func (s *State) Touch() { s.trim.activity.Store(time.Now().UnixNano()) }
 
-// TrimStats returns a copy of the trimmer's figures.
-func (s *State) TrimStats() TrimStats {
+// TrimInfo says what the trimmer did, for .status.json.
+func (s *State) TrimInfo() views.TrimInfo {
 	s.trim.mu.Lock()
 	defer s.trim.mu.Unlock()
-	st := s.trim.stats
-	st.After = s.trim.after
-	return st
+	return s.trim.info
 }
 
 // StartTrimmer trims once the mount has been idle for after (0: never),
@@ -63,8 +49,7 @@ func (s *State) TrimStats() TrimStats {
 // whether the kernel takes FUSE_NOTIFY_PRUNE.
 func (s *State) StartTrimmer(ctx context.Context, after time.Duration, supported bool) {
 	s.trim.mu.Lock()
-	s.trim.after = after
-	s.trim.stats.Supported = supported
+	s.trim.info.After, s.trim.info.Supported = after.String(), supported
 	s.trim.mu.Unlock()
 	if after <= 0 || !supported {
 		return
@@ -112,16 +97,18 @@ func (s *State) Trim() {
 	}
 	_, after := pruneOrder(root)
 	debug.FreeOSMemory()
+	now := time.Now()
 	s.trim.mu.Lock()
 	defer s.trim.mu.Unlock()
-	st := &s.trim.stats
-	st.Runs++
-	st.Last = time.Now()
-	st.Asked = len(order)
-	st.KnownNow = after
-	st.KnownPeak = max(st.KnownPeak, known)
-	st.LastErrno = errno
-	st.LastPruned = time.Since(start)
+	in := &s.trim.info
+	in.Runs++
+	in.Last = &now
+	in.Asked, in.KnownAfter, in.KnownPeak = len(order), after, max(in.KnownPeak, known)
+	in.Error = ""
+	if errno != 0 {
+		in.Error = "FUSE_NOTIFY_PRUNE: " + errno.Error()
+	}
+	in.DurationSec = now.Sub(start).Seconds()
 }
 
 // pruneOrder lists the nodes the kernel holds but the root in post-order

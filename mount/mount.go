@@ -254,7 +254,7 @@ func probePassthrough(server *fuse.Server) string {
 // (every READDIRPLUS of the root) needs its size.
 func (m *Mount) status() []byte {
 	model := m.state.Model()
-	trim := m.state.TrimStats()
+	trim := m.state.TrimInfo()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.statusJSON != nil && m.statusGen == model.Gen && m.statusTrims == trim.Runs {
@@ -262,15 +262,7 @@ func (m *Mount) status() []byte {
 	}
 	info := m.info
 	info.Passthrough = m.passthrough
-	info.Trim = views.TrimInfo{After: trim.After.String(), Supported: trim.Supported, Runs: trim.Runs,
-		Asked: trim.Asked, KnownAfter: trim.KnownNow, KnownPeak: trim.KnownPeak, DurationSec: trim.LastPruned.Seconds()}
-	if trim.Runs > 0 {
-		last := trim.Last
-		info.Trim.Last = &last
-	}
-	if trim.LastErrno != 0 {
-		info.Trim.Error = "FUSE_NOTIFY_PRUNE: " + trim.LastErrno.Error()
-	}
+	info.Trim = trim
 	m.statusJSON, m.statusGen, m.statusTrims = model.Status(info, m.scanner.keptRepos(), m.scanner.settlingRefs()), model.Gen, trim.Runs
 	return m.statusJSON
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -49,19 +50,12 @@ func TestTrimForgetsIdleInodes(t *testing.T) {
 	waitReady(t, m)
 
 	repo := findRepo(t, info, "model", "acme/tiny-model")
-	var held string
-	var heldSum string
+	var held, heldSum string
 	for _, rev := range repo.Revisions {
-		for _, ref := range rev.Refs {
-			if ref != "main" {
-				continue
-			}
-			for _, f := range rev.Files {
-				if f.SizeOnDisk > 1 {
-					held = filepath.Join(mp, repoPath(repo), "by-ref/main", f.RelPath)
-					heldSum = sha(readBlob(t, f))
-					break
-				}
+		for _, f := range rev.Files {
+			if held == "" && slices.Contains(rev.Refs, "main") && f.SizeOnDisk > 1 {
+				held = filepath.Join(mp, repoPath(repo), "by-ref/main", f.RelPath)
+				heldSum = sha(readBlob(t, f))
 			}
 		}
 	}
@@ -95,15 +89,15 @@ func TestTrimForgetsIdleInodes(t *testing.T) {
 		t.Fatalf("reader of %s did not start: %q", held, out.Text())
 	}
 
-	runsBefore := m.State().TrimStats().Runs
+	runsBefore := m.State().TrimInfo().Runs
 	poll(t, 20*time.Second, "a trim after the walk", func() (bool, string) {
-		st := m.State().TrimStats()
+		st := m.State().TrimInfo()
 		if !st.Supported {
 			return true, "unsupported"
 		}
 		return st.Runs > runsBefore && st.Asked > 0, fmt.Sprintf("runs %d, asked %d", st.Runs, st.Asked)
 	})
-	st := m.State().TrimStats()
+	st := m.State().TrimInfo()
 	doc, _ := readStatus(t, mp)
 	if !st.Supported {
 		// A kernel before FUSE 7.45: nothing is trimmed, and the status says so.
@@ -117,11 +111,11 @@ func TestTrimForgetsIdleInodes(t *testing.T) {
 		}
 		// Left: the root, and the held file with its folders up to it
 		// (models/acme/tiny-model/by-ref/main/<file>, maybe a few more).
-		if st.KnownNow > 12 || st.KnownNow < 2 {
-			t.Errorf("after the trim the kernel holds %d nodes, want the held file and its folders (2..12)", st.KnownNow)
+		if st.KnownAfter > 12 || st.KnownAfter < 2 {
+			t.Errorf("after the trim the kernel holds %d nodes, want the held file and its folders (2..12)", st.KnownAfter)
 		}
-		if st.LastErrno != 0 {
-			t.Errorf("the trim's notification failed: %v", st.LastErrno)
+		if st.Error != "" {
+			t.Errorf("the trim's notification failed: %s", st.Error)
 		}
 		if !doc.Mount.Trim.Supported || doc.Mount.Trim.Runs < 1 || doc.Mount.Trim.After != "1s" || doc.Mount.Trim.Last == nil {
 			t.Errorf(".status.json trim = %+v, want a run reported", doc.Mount.Trim)
