@@ -23,6 +23,32 @@ type MountInfo struct {
 	TrashHold     string    `json:"trash_hold,omitempty"`
 	TrashHoldDir  string    `json:"trash_hold_dir,omitempty"`
 	Trim          TrimInfo  `json:"trim"`
+	Trash         TrashInfo `json:"trash"`
+}
+
+// TrashInfo says what .trash is doing: deletions still running in the
+// background, the last one finished, and what holds keep.
+type TrashInfo struct {
+	Running   []TrashProgress `json:"running"`
+	Last      *TrashProgress  `json:"last,omitempty"`
+	HeldBytes int64           `json:"held_bytes"` // kept by --trash-hold until purged
+	HeldCount int             `json:"held_receipts"`
+}
+
+// TrashProgress is one deletion through .trash (or a staged one finished
+// after a restart).
+type TrashProgress struct {
+	Name        string     `json:"name"`
+	Repo        string     `json:"repo"`
+	State       string     `json:"state"` // pending, deleting, deleted, held, failed
+	Blobs       int        `json:"blobs"`
+	BlobsDone   int        `json:"blobs_done"`
+	BytesFreed  int64      `json:"bytes_freed"`
+	Skipped     int        `json:"skipped"`
+	AlsoRemoved []string   `json:"also_removed,omitempty"` // refs and revisions taken beyond what was named
+	Started     time.Time  `json:"started"`
+	Finished    *time.Time `json:"finished,omitempty"`
+	Error       string     `json:"error,omitempty"`
 }
 
 // TrimInfo says how the daemon lets the kernel forget idle inodes.
