@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+	"path"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
-	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hfcachefs/hfcachefs/internal/safefs"
 )
 
 // Selection picks revisions of one repo for deletion.
@@ -144,381 +146,37 @@ func (c *CacheInfo) PlanDeletion(selections []Selection) *DeleteStrategy {
 	return s
 }
 
-// ExecuteOptions tunes Execute.
-type ExecuteOptions struct {
-	// BeforeStep runs before each removal; an error stops Execute there
-	// (tests use it to stop a deletion between any two steps).
-	BeforeStep func(kind, path string) error
-	// LockTimeout bounds the wait for a blob's download lock (default 60s);
-	// a blob still locked then is left in place.
-	LockTimeout time.Duration
-	// Log receives one line per event worth telling (may be nil).
-	Log func(msg string)
-	// MoveTo, if set, is a folder on the cache's file system, outside the
-	// cache: what the strategy deletes is moved there instead (keeping its
-	// path relative to the cache dir), so it can be restored. A whole repo
-	// then moves in one rename.
-	MoveTo string
-}
-
-// Skipped is a path Execute refused or could not remove.
-type Skipped struct {
-	Kind, Path, Reason string
-}
-
-// ExecuteReport says what Execute did.
-type ExecuteReport struct {
-	Deleted []string  // paths removed
-	Missing []string  // already gone ("file not found" upstream)
-	Skipped []Skipped // refused (outside the cache, still linked, locked, ...)
-}
-
-// stagingPrefix names the folder a whole repo is moved to inside .locks/
-// (which every scanner skips) so that it vanishes from the cache at once.
-const stagingPrefix = ".hfcachefs-deleting-"
-
-// Execute runs the strategy in a crash-safe order: refs, then snapshots,
-// then blobs; a whole repo loses its refs, then its revisions one by one,
-// then moves as one rename out of the scanned area before it is removed.
-// Killed at any point, the cache scans without new warnings. Nothing
-// outside the cache directory is removed or followed; each blob is removed
-// under huggingface_hub's download lock after re-checking that no
-// remaining snapshot links to it.
-func (s *DeleteStrategy) Execute(opts ExecuteOptions) (*ExecuteReport, error) {
-	if opts.LockTimeout == 0 {
-		opts.LockTimeout = 60 * time.Second
-	}
-	e := &executor{s: s, opts: opts, rep: &ExecuteReport{}}
-	e.cacheDir, _ = newResolver().realpath(s.CacheDir)
-	e.removeStaleStaging()
-	if err := e.run(); err != nil {
-		return e.rep, err
-	}
-	return e.rep, nil
-}
-
-type executor struct {
-	s        *DeleteStrategy
-	opts     ExecuteOptions
-	rep      *ExecuteReport
-	cacheDir string
-}
-
-func (e *executor) log(format string, args ...any) {
-	if e.opts.Log != nil {
-		e.opts.Log(fmt.Sprintf(format, args...))
-	}
-}
-
-func (e *executor) step(kind, path string) error {
-	if e.opts.BeforeStep != nil {
-		return e.opts.BeforeStep(kind, path)
-	}
-	return nil
-}
-
-func (e *executor) run() error {
-	var wholeRefs, wholeSnaps []string
-	for _, repo := range e.s.wholeRepos {
-		if e.repoIsSymlink(repo.RepoPath) || e.opts.MoveTo != "" {
-			continue // only the link goes, in the last phase
-		}
-		wholeRefs = append(wholeRefs, repo.RepoPath+"/refs")
-		for _, rev := range repo.Revisions {
-			wholeSnaps = append(wholeSnaps, rev.SnapshotPath)
-		}
-	}
-	for _, p := range append(append([]string(nil), e.s.Refs...), wholeRefs...) {
-		if err := e.remove("ref", p); err != nil {
-			return err
-		}
-	}
-	for _, p := range append(append([]string(nil), e.s.Snapshots...), wholeSnaps...) {
-		if err := e.remove("snapshot", p); err != nil {
-			return err
-		}
-	}
-	if err := e.removeBlobs(); err != nil {
-		return err
-	}
-	for _, repo := range e.s.wholeRepos {
-		if err := e.removeRepo(repo.RepoPath); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// inCache maps a path to the one that removing it would really touch: its
-// parent resolved, its last component not followed. ok is false when that
-// lies outside the cache's repo folders.
-func (e *executor) inCache(path string) (string, bool) {
-	parent, err := newResolver().realpath(filepath.Dir(path))
-	if err != nil {
-		return "", false
-	}
-	real := pyJoin(parent, filepath.Base(path))
-	rel, err := filepath.Rel(e.cacheDir, real)
-	if err != nil || rel == "." || strings.HasPrefix(rel, "..") || strings.HasPrefix(rel, ".locks") {
-		return "", false
-	}
-	return real, true
-}
-
-// removeStaleStaging finishes whole-repo deletions an earlier run was
-// stopped in the middle of (their folders are already out of the scan).
-func (e *executor) removeStaleStaging() {
-	locks := filepath.Join(e.cacheDir, ".locks")
-	names, err := readDirNames(locks)
-	if err != nil {
-		return
-	}
-	for _, n := range names {
-		if strings.HasPrefix(n, stagingPrefix) {
-			if err := os.RemoveAll(filepath.Join(locks, n)); err == nil {
-				e.log("Finished removing %s, left by an interrupted deletion", filepath.Join(locks, n))
-			}
-		}
-	}
-}
-
-func (e *executor) repoIsSymlink(path string) bool {
-	fi, err := os.Lstat(path)
-	return err == nil && fi.Mode()&os.ModeSymlink != 0
-}
-
-// remove deletes one ref, snapshot or blob path without following it.
-func (e *executor) remove(kind, path string) error {
-	real, ok := e.inCache(path)
-	if !ok {
-		e.rep.Skipped = append(e.rep.Skipped, Skipped{kind, path, "outside the cache directory: never deleted"})
-		e.log("Refused to delete %s: outside the cache directory (%s)", kind, path)
-		return nil
-	}
-	if err := e.step(kind, path); err != nil {
-		return err
-	}
-	fi, err := os.Lstat(real)
-	if errors.Is(err, os.ErrNotExist) {
-		e.rep.Missing = append(e.rep.Missing, path)
-		e.log("Couldn't delete %s: file not found (%s)", kind, path)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	switch {
-	case e.opts.MoveTo != "":
-		err = e.moveAside(real)
-	case fi.IsDir():
-		err = os.RemoveAll(real)
-	default:
-		err = os.Remove(real)
-	}
-	if err != nil {
-		if errors.Is(err, os.ErrPermission) {
-			e.rep.Skipped = append(e.rep.Skipped, Skipped{kind, path, "permission denied"})
-			e.log("Couldn't delete %s: permission denied (%s)", kind, path)
-			return nil
-		}
-		return err
-	}
-	e.rep.Deleted = append(e.rep.Deleted, path)
-	return nil
-}
-
-func (e *executor) removeRepo(path string) error {
-	real, ok := e.inCache(path)
-	if !ok {
-		e.rep.Skipped = append(e.rep.Skipped, Skipped{"repo", path, "outside the cache directory: never deleted"})
-		return nil
-	}
-	if err := e.step("repo", path); err != nil {
-		return err
-	}
-	fi, err := os.Lstat(real)
-	if errors.Is(err, os.ErrNotExist) {
-		e.rep.Missing = append(e.rep.Missing, path)
-		e.log("Couldn't delete repo: file not found (%s)", path)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if fi.Mode()&os.ModeSymlink != 0 {
-		// A repo folder moved to another disk: the link goes, its target
-		// (outside the cache) stays.
-		if err := os.Remove(real); err != nil {
-			return err
-		}
-		target, _ := os.Readlink(real)
-		e.log("Repo folder %s was a symlink to %s: removed the link, left its target alone", path, target)
-		e.rep.Deleted = append(e.rep.Deleted, path)
-		return nil
-	}
-	if e.opts.MoveTo != "" {
-		if err := e.moveAside(real); err != nil {
-			return err
-		}
-		e.rep.Deleted = append(e.rep.Deleted, path)
-		return nil
-	}
-	staging := filepath.Join(e.cacheDir, ".locks", stagingPrefix+filepath.Base(real)+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
-	if err := os.MkdirAll(filepath.Dir(staging), 0o777); err != nil {
-		return err
-	}
-	if err := os.Rename(real, staging); err != nil {
-		return err
-	}
-	if err := e.step("repo-staged", staging); err != nil {
-		return err
-	}
-	if err := os.RemoveAll(staging); err != nil {
-		return err
-	}
-	e.rep.Deleted = append(e.rep.Deleted, path)
-	return nil
-}
-
-// moveAside renames a path of the cache to the same relative path under
-// MoveTo.
-func (e *executor) moveAside(real string) error {
-	rel, err := filepath.Rel(e.cacheDir, real)
-	if err != nil {
-		return err
-	}
-	dest := filepath.Join(e.opts.MoveTo, rel)
-	if err := os.MkdirAll(filepath.Dir(dest), 0o700); err != nil {
-		return err
-	}
-	return os.Rename(real, dest)
-}
-
-// removeBlobs deletes the plan's blobs, each under its download lock and
-// only if no snapshot still links to it.
-func (e *executor) removeBlobs() error {
-	byRepo := map[*RepoInfo][]string{}
-	var repos []*RepoInfo
-	for _, b := range e.s.Blobs {
-		repo := e.s.blobRepo[b]
-		if byRepo[repo] == nil {
-			repos = append(repos, repo)
-		}
-		byRepo[repo] = append(byRepo[repo], b)
-	}
-	for _, repo := range repos {
-		for _, blob := range byRepo[repo] {
-			if err := e.removeBlob(repo, blob); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func (e *executor) removeBlob(repo *RepoInfo, blob string) error {
-	if _, ok := e.inCache(blob); !ok {
-		e.rep.Skipped = append(e.rep.Skipped, Skipped{"blob", blob, "outside the cache directory: never deleted"})
-		e.log("Refused to delete blob: outside the cache directory (%s)", blob)
-		return nil
-	}
-	unlock, err := lockBlob(e.cacheDir, repo.FolderName(), filepath.Base(blob), e.opts.LockTimeout)
-	if err != nil {
-		e.rep.Skipped = append(e.rep.Skipped, Skipped{"blob", blob, err.Error()})
-		e.log("Left blob in place: %v (%s)", err, blob)
-		return nil
-	}
-	defer unlock()
-	linked, err := linkedBlobs(repo.RepoPath)
-	if err != nil {
-		return err
-	}
-	if linked[blob] {
-		e.rep.Skipped = append(e.rep.Skipped, Skipped{"blob", blob, "a snapshot links to it again"})
-		e.log("Left blob in place: a snapshot links to it again (%s)", blob)
-		return nil
-	}
-	return e.remove("blob", blob)
-}
-
-// lockBlob takes .locks/<repo folder>/<etag>.lock the way huggingface_hub's
-// filelock does (flock, mode 0664), waiting up to timeout.
-func lockBlob(cacheDir, repoFolder, etag string, timeout time.Duration) (func(), error) {
-	dir := filepath.Join(cacheDir, ".locks", repoFolder)
-	if err := os.MkdirAll(dir, 0o777); err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir, etag+".lock")
-	fd, err := syscall.Open(path, syscall.O_RDWR|syscall.O_CREAT|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o664)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	deadline := time.Now().Add(timeout)
-	for {
-		err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { syscall.Flock(fd, syscall.LOCK_UN); syscall.Close(fd) }, nil
-		}
-		if err != syscall.EWOULDBLOCK && err != syscall.EINTR {
-			syscall.Close(fd)
-			return nil, &os.PathError{Op: "flock", Path: path, Err: err}
-		}
-		if time.Now().After(deadline) {
-			syscall.Close(fd)
-			return nil, fmt.Errorf("download lock %s still held after %s", path, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// linkedBlobs resolves every file under a repo's snapshots/ now.
-func linkedBlobs(repoPath string) (map[string]bool, error) {
-	out := map[string]bool{}
-	r := newResolver()
-	root := repoPath + "/snapshots"
-	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			if p == root && errors.Is(err, os.ErrNotExist) {
-				return filepath.SkipAll
-			}
-			return nil // unreadable corners: nothing there links anywhere we can see
-		}
-		if d.IsDir() {
-			return nil
-		}
-		if real, err := r.realpath(p); err == nil {
-			out[real] = true
-		}
-		return nil
-	})
-	return out, err
-}
-
 // RemoveIncomplete deletes a leftover blobs/*.incomplete file of the scan,
-// refusing anything that is not such a file inside the cache directory.
-func RemoveIncomplete(cacheDir, path string) error {
+// refusing anything that is not such a file of a repo folder of the cache
+// (resolved beneath the cache's handle: no symlinked folder on the way).
+func RemoveIncomplete(cacheDir, p string) error {
 	dir, err := newResolver().realpath(cacheDir)
 	if err != nil {
 		return err
 	}
-	parent, err := newResolver().realpath(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	real := pyJoin(parent, filepath.Base(path))
-	rel, err := filepath.Rel(dir, real)
+	rel, ok := strings.CutPrefix(p, dir+"/")
 	parts := strings.Split(rel, "/")
-	if err != nil || len(parts) != 3 || parts[1] != "blobs" || parts[0] == ".." || !strings.HasSuffix(parts[2], ".incomplete") {
-		return fmt.Errorf("refusing to delete %s: not an incomplete download inside the cache", path)
+	if !ok || len(parts) != 3 || parts[1] != "blobs" || !strings.Contains(parts[0], "--") || !strings.HasSuffix(parts[2], ".incomplete") {
+		return fmt.Errorf("refusing to delete %s: not an incomplete download inside the cache", p)
 	}
-	fi, err := os.Lstat(real)
+	root, err := safefs.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
-	if fi.IsDir() {
-		return fmt.Errorf("refusing to delete %s: a directory", path)
+	defer root.Close()
+	repo, err := root.OpenTop(parts[0])
+	if err != nil {
+		return err
 	}
-	return os.Remove(real)
+	defer repo.Close()
+	st, err := repo.Stat("blobs/" + parts[2])
+	if err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return fmt.Errorf("refusing to delete %s: a directory", p)
+	}
+	return repo.Remove("blobs/" + parts[2])
 }
 
 // RestoreReport says what Restore put back and what it left.
@@ -533,74 +191,40 @@ type RestoreReport struct {
 // now (a ref that exists now stays where it points), then the repos that
 // were moved whole (wholeRepos: their folder names) — the reverse of the
 // deletion order, so the cache scans clean at every step. A path the cache
-// has again meanwhile keeps the cache's version.
+// has again meanwhile keeps the cache's version. Everything is put back
+// beneath handles of the cache and repo folders.
 func Restore(cacheDir, heldDir string, wholeRepos []string) (*RestoreReport, error) {
 	rep := &RestoreReport{}
 	whole := map[string]bool{}
 	for _, f := range wholeRepos {
 		whole[f] = true
 	}
-	folders, err := readDirNames(heldDir)
+	root, err := safefs.OpenRoot(cacheDir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	held, err := safefs.OpenRoot(heldDir)
+	if err != nil {
+		return nil, err
+	}
+	defer held.Close()
+	folders, err := held.ReadDir(".")
 	if err != nil {
 		return nil, err
 	}
 	sort.Strings(folders)
-	var blobs, snaps, refs []string
 	for _, folder := range folders {
 		if whole[folder] {
 			continue
 		}
-		base := filepath.Join(heldDir, folder)
-		for _, kind := range []string{"blobs", "snapshots"} {
-			names, _ := readDirNames(filepath.Join(base, kind))
-			sort.Strings(names)
-			for _, n := range names {
-				rel := filepath.Join(folder, kind, n)
-				if kind == "blobs" {
-					blobs = append(blobs, rel)
-				} else {
-					snaps = append(snaps, rel)
-				}
-			}
+		repo, err := root.OpenTop(folder)
+		if err != nil {
+			return rep, fmt.Errorf("cannot restore into %s: %w", folder, err)
 		}
-		_ = filepath.WalkDir(filepath.Join(base, "refs"), func(p string, d os.DirEntry, err error) error {
-			if err == nil && !d.IsDir() {
-				rel, _ := filepath.Rel(heldDir, p)
-				refs = append(refs, rel)
-			}
-			return nil
-		})
-	}
-	put := func(rel string) error {
-		dest := filepath.Join(cacheDir, rel)
-		if _, err := os.Lstat(dest); err == nil {
-			rep.Kept = append(rep.Kept, dest)
-			return os.RemoveAll(filepath.Join(heldDir, rel))
-		}
-		if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
-			return err
-		}
-		if err := os.Rename(filepath.Join(heldDir, rel), dest); err != nil {
-			return err
-		}
-		rep.Restored = append(rep.Restored, dest)
-		return nil
-	}
-	for _, rel := range append(blobs, snaps...) {
-		if err := put(rel); err != nil {
-			return rep, err
-		}
-	}
-	for _, rel := range refs {
-		dest := filepath.Join(cacheDir, rel)
-		if now, err := os.ReadFile(dest); err == nil {
-			held, _ := os.ReadFile(filepath.Join(heldDir, rel))
-			if string(now) != string(held) {
-				name := strings.SplitN(filepath.ToSlash(rel), "/", 3)[2]
-				rep.Notes = append(rep.Notes, fmt.Sprintf("ref %s moved meanwhile to %s: left as is (it was %s)", name, now, held))
-			}
-		}
-		if err := put(rel); err != nil {
+		err = restoreRevisions(repo, held, folder, rep)
+		repo.Close()
+		if err != nil {
 			return rep, err
 		}
 	}
@@ -608,14 +232,85 @@ func Restore(cacheDir, heldDir string, wholeRepos []string) (*RestoreReport, err
 		if !whole[folder] {
 			continue
 		}
-		dest := filepath.Join(cacheDir, folder)
-		if _, err := os.Lstat(dest); err == nil {
-			return rep, fmt.Errorf("cannot restore %s: the cache has a folder of that name again: %w", folder, os.ErrExist)
-		}
-		if err := os.Rename(filepath.Join(heldDir, folder), dest); err != nil {
+		dest := root.Path() + "/" + folder
+		if err := held.Rename(folder, root, folder, unix.RENAME_NOREPLACE); err != nil {
+			if errors.Is(err, syscall.EEXIST) || errors.Is(err, syscall.ENOTEMPTY) {
+				return rep, fmt.Errorf("cannot restore %s: the cache has a folder of that name again: %w", folder, os.ErrExist)
+			}
 			return rep, err
 		}
 		rep.Restored = append(rep.Restored, dest)
 	}
 	return rep, nil
+}
+
+func restoreRevisions(repo, held *safefs.Handle, folder string, rep *RestoreReport) error {
+	var blobs, snaps, refs []string
+	for _, kind := range []string{"blobs", "snapshots"} {
+		names, _ := held.ReadDir(folder + "/" + kind)
+		sort.Strings(names)
+		for _, n := range names {
+			if kind == "blobs" {
+				blobs = append(blobs, kind+"/"+n)
+			} else {
+				snaps = append(snaps, kind+"/"+n)
+			}
+		}
+	}
+	var walk func(rel string)
+	walk = func(rel string) {
+		names, err := held.ReadDir(folder + "/" + rel)
+		if err != nil {
+			return
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			st, err := held.Stat(folder + "/" + rel + "/" + n)
+			if err != nil {
+				continue
+			}
+			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				walk(rel + "/" + n)
+			} else {
+				refs = append(refs, rel+"/"+n)
+			}
+		}
+	}
+	walk("refs")
+	put := func(rel string) error {
+		dest := repo.Path() + "/" + rel
+		if _, err := repo.Stat(rel); err == nil {
+			rep.Kept = append(rep.Kept, dest)
+			return held.RemoveAll(folder + "/" + rel)
+		}
+		if d := path.Dir(rel); d != "." {
+			h, err := repo.Mkdir(d, 0o755)
+			if err != nil {
+				return err
+			}
+			h.Close()
+		}
+		if err := held.Rename(folder+"/"+rel, repo, rel, unix.RENAME_NOREPLACE); err != nil {
+			return err
+		}
+		rep.Restored = append(rep.Restored, dest)
+		return nil
+	}
+	for _, rel := range append(blobs, snaps...) {
+		if err := put(rel); err != nil {
+			return err
+		}
+	}
+	for _, rel := range refs {
+		if now, err := repo.ReadFile(rel, 4096); err == nil {
+			was, _ := held.ReadFile(folder+"/"+rel, 4096)
+			if string(now) != string(was) {
+				rep.Notes = append(rep.Notes, fmt.Sprintf("ref %s moved meanwhile to %s: left as is (it was %s)", strings.TrimPrefix(rel, "refs/"), now, was))
+			}
+		}
+		if err := put(rel); err != nil {
+			return err
+		}
+	}
+	return nil
 }

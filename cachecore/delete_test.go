@@ -45,10 +45,19 @@ func TestExecuteStoppedBetweenAnyTwoSteps(t *testing.T) {
 				if !errors.Is(err, errStop) {
 					t.Fatalf("stop at %d: %v", stopAt, err)
 				}
+				if w := mustScan(t, dir).Warnings; len(w) > 0 {
+					t.Fatalf("stopped before step %d of %d: warnings %v", stopAt, steps, w)
+				}
+				// The next start finishes (or rolls back) what was staged;
+				// then what is left can be planned again.
+				if _, err := FinishStaged(dir, nil); err != nil {
+					t.Fatal(err)
+				}
 				mid := mustScan(t, dir)
 				if len(mid.Warnings) > 0 {
-					t.Fatalf("stopped before step %d of %d: warnings %v", stopAt, steps, mid.Warnings)
+					t.Fatalf("after finishing what was staged: warnings %v", mid.Warnings)
 				}
+				assertNoStaging(t, dir)
 				// What was planned and not done yet can be planned again.
 				if _, err := mid.DeleteRevisions(hashes...).Execute(ExecuteOptions{}); err != nil {
 					t.Fatal(err)
@@ -57,6 +66,7 @@ func TestExecuteStoppedBetweenAnyTwoSteps(t *testing.T) {
 				if len(final.Warnings) > 0 {
 					t.Fatalf("after resuming: %v", final.Warnings)
 				}
+				assertNoStaging(t, dir)
 				for _, repo := range final.Repos {
 					for _, h := range hashes {
 						if repo.Revision(h) != nil {
@@ -66,6 +76,16 @@ func TestExecuteStoppedBetweenAnyTwoSteps(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// assertNoStaging checks that no deletion left anything behind.
+func assertNoStaging(t *testing.T, dir string) {
+	t.Helper()
+	left, _ := filepath.Glob(filepath.Join(dir, "*", StagingDir))
+	locks, _ := filepath.Glob(filepath.Join(dir, ".locks", stagingPrefix+"*"))
+	if len(left)+len(locks) > 0 {
+		t.Fatalf("staging left behind: %v %v", left, locks)
 	}
 }
 
