@@ -83,9 +83,10 @@ func (h *Handle) OpenTop(name string) (*Handle, error) {
 	return &Handle{fd: fd, path: h.path + "/" + name}, nil
 }
 
-// OpenDir opens a folder beneath h (no symlink anywhere on the way).
+// OpenDir opens a folder beneath h (no symlink anywhere on the way);
+// "." is h itself, "" is refused like everywhere else.
 func (h *Handle) OpenDir(rel string) (*Handle, error) {
-	if rel == "" || rel == "." {
+	if rel == "." {
 		fd, err := unix.Openat(h.fd, ".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return nil, &os.PathError{Op: "open", Path: h.path, Err: err}
@@ -112,6 +113,9 @@ func (h *Handle) Open(rel string, flags int, mode uint32) (int, error) {
 // Stat is fstatat of rel beneath h, not following its last component.
 func (h *Handle) Stat(rel string) (unix.Stat_t, error) {
 	var st unix.Stat_t
+	if rel == "." {
+		return h.Fstat()
+	}
 	dir, base, err := h.parent(rel)
 	if err != nil {
 		return st, err
@@ -186,7 +190,10 @@ func (h *Handle) Mkdir(rel string, mode uint32) (*Handle, error) {
 // parent opens the folder holding rel beneath h and returns it with
 // rel's last component.
 func (h *Handle) parent(rel string) (*Handle, string, error) {
-	if err := check(rel); err != nil {
+	if err := check(rel); err != nil || rel == "." {
+		if err == nil {
+			err = ErrEscape // the handle's own folder has no entry to act on
+		}
 		return nil, "", &os.PathError{Op: "open", Path: h.path + "/" + rel, Err: err}
 	}
 	dir, base := ".", rel
@@ -362,8 +369,12 @@ func check(rel string) error {
 	if rel == "" || rel[0] == '/' {
 		return ErrEscape
 	}
+	if rel == "." {
+		return nil // the handle's folder itself
+	}
 	for _, part := range strings.Split(rel, "/") {
-		if part == ".." || part == "" {
+		// "x/." would let a removal empty x itself.
+		if part == ".." || part == "" || part == "." {
 			return ErrEscape
 		}
 	}
@@ -377,8 +388,12 @@ func openBeneath(dirfd int, rel string, flags int, mode uint32) (int, error) {
 	if !noOpenat2.Load() {
 		how := unix.OpenHow{
 			Flags:   uint64(flags),
-			Mode:    uint64(mode),
 			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+		}
+		// openat2 refuses (EINVAL) a mode without O_CREAT or O_TMPFILE,
+		// where open(2) and the walk ignore it.
+		if flags&unix.O_CREAT != 0 || flags&unix.O_TMPFILE == unix.O_TMPFILE {
+			how.Mode = uint64(mode)
 		}
 		fd, err := retry(func() (int, error) { return unix.Openat2(dirfd, rel, &how) })
 		switch err {
@@ -386,14 +401,66 @@ func openBeneath(dirfd int, rel string, flags int, mode uint32) (int, error) {
 			return fd, nil
 		case unix.ENOSYS:
 			noOpenat2.Store(true)
-		case unix.ELOOP, unix.EXDEV:
-			// A symlink (ELOOP) or an escape (EXDEV) on the way.
-			return -1, fmt.Errorf("%w (%v)", ErrEscape, err)
 		default:
-			return -1, err
+			return -1, escaped(dirfd, rel, flags, err)
 		}
 	}
-	return walkBeneath(dirfd, rel, flags, mode)
+	fd, err := walkBeneath(dirfd, rel, flags, mode)
+	if err != nil {
+		return -1, escaped(dirfd, rel, flags, err)
+	}
+	return fd, nil
+}
+
+// escaped makes a failed resolution's error ErrEscape (still wrapping the
+// errno) when it was a symlink on the way: ELOOP (O_NOFOLLOW or
+// RESOLVE_NO_SYMLINKS met one) or EXDEV (openat2 saw an escape), and
+// ENOTDIR when the component that was not a folder is a symlink (a
+// folder opened O_DIRECTORY|O_NOFOLLOW: every folder of the walk, the
+// last component of OpenDir and ReadDir, the parent of Stat, Remove...).
+func escaped(dirfd int, rel string, flags int, err error) error {
+	switch {
+	case err == unix.ELOOP || err == unix.EXDEV:
+	case err == unix.ENOTDIR && crossesSymlink(dirfd, rel, flags&unix.O_DIRECTORY != 0):
+	default:
+		return err
+	}
+	return fmt.Errorf("%w (%w)", ErrEscape, err)
+}
+
+// crossesSymlink reports whether a folder of rel beneath dirfd (and its
+// last component, with last) is a symlink. It only classifies an error:
+// it opens O_PATH, never follows, and keeps nothing.
+func crossesSymlink(dirfd int, rel string, last bool) bool {
+	parts := strings.Split(rel, "/")
+	if !last {
+		parts = parts[:len(parts)-1]
+	}
+	cur := dirfd
+	defer func() {
+		if cur != dirfd {
+			unix.Close(cur)
+		}
+	}()
+	for _, part := range parts {
+		fd, err := retry(func() (int, error) {
+			return unix.Openat(cur, part, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		})
+		if err != nil {
+			return false
+		}
+		var st unix.Stat_t
+		err = unix.Fstat(fd, &st)
+		if err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			unix.Close(fd)
+			return err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK
+		}
+		if cur != dirfd {
+			unix.Close(cur)
+		}
+		cur = fd
+	}
+	return false
 }
 
 // walkBeneath is openat2's rule for kernels without it: every folder on
@@ -411,11 +478,8 @@ func walkBeneath(dirfd int, rel string, flags int, mode uint32) (int, error) {
 			return unix.Openat(cur, part, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		})
 		closeCur()
-		if err == unix.ELOOP {
-			return -1, fmt.Errorf("%w (%v)", ErrEscape, err)
-		}
 		if err != nil {
-			return -1, err
+			return -1, err // ENOTDIR for a symlink: see escaped
 		}
 		cur = next
 	}
@@ -423,9 +487,6 @@ func walkBeneath(dirfd int, rel string, flags int, mode uint32) (int, error) {
 		return unix.Openat(cur, parts[len(parts)-1], flags|unix.O_NOFOLLOW, mode)
 	})
 	closeCur()
-	if err == unix.ELOOP {
-		return -1, fmt.Errorf("%w (%v)", ErrEscape, err)
-	}
 	return fd, err
 }
 
