@@ -218,7 +218,12 @@ func Restore(cacheDir, heldDir string, wholeRepos []string) (*RestoreReport, err
 		if whole[folder] {
 			continue
 		}
-		repo, err := root.OpenTop(folder)
+		// Revisions go back only into a real repo folder: one that is a
+		// symlink now leads somewhere the cache does not own.
+		if st, err := root.Stat(folder); err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			return rep, fmt.Errorf("cannot restore into %s: the repo folder is a symlink now", folder)
+		}
+		repo, err := root.OpenDir(folder)
 		if err != nil {
 			return rep, fmt.Errorf("cannot restore into %s: %w", folder, err)
 		}

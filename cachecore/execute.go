@@ -108,9 +108,9 @@ func (r *ExecuteReport) merge(o *ExecuteReport) {
 type Staged struct {
 	stopped bool // BeforeStep stopped it
 	opts    ExecuteOptions
-	root *safefs.Handle
-	txs  []*tx
-	rep  *ExecuteReport
+	root    *safefs.Handle
+	txs     []*tx
+	rep     *ExecuteReport
 }
 
 // Report is what staging did so far.
@@ -234,7 +234,7 @@ func newTxID() string {
 // writeJournal writes j as name in dir, synced, and returns it open and
 // flock'ed: a recovery run skips a journal someone holds.
 func writeJournal(dir *safefs.Handle, name string, j *journal) (*os.File, error) {
-	data, err := json.MarshalIndent(j, "", "  ")
+	data, err := json.Marshal(j) // one line: a 40,000-blob journal is written while mv waits
 	if err != nil {
 		return nil, err
 	}
@@ -360,7 +360,7 @@ func (st *Staged) stageRevisions(sel Selection, plan *DeleteStrategy) (*tx, erro
 		}
 		return nil, err
 	}
-	unlockRepo, err := lockFile(st.root, ".locks/"+folder, ".hfcachefs-delete.lock", st.opts.LockTimeout)
+	unlockRepo, err := lockFolder(rh, st.opts.LockTimeout)
 	if err != nil {
 		rh.Close()
 		return nil, err
@@ -454,9 +454,6 @@ func (st *Staged) stageRevisions(sel Selection, plan *DeleteStrategy) (*tx, erro
 		st.rollback(t)
 		return nil, fmt.Errorf("%s: refs/%s now points to %s, which was to be deleted: nothing deleted: %w", repo.RepoPath, name, commit, ErrChanged)
 	}
-	if err := t.saveJournal(); err != nil {
-		return fail(err)
-	}
 
 	for _, rev := range sel.Revisions {
 		if err := st.step("snapshot", rev.SnapshotPath); err != nil {
@@ -509,35 +506,66 @@ func (st *Staged) stageRef(t *tx, name string, trashed map[string]bool) error {
 }
 
 // rollback puts staged refs back and drops the transaction (nothing of a
-// snapshot was moved yet).
+// snapshot was moved yet). The staged refs/ tree is walked, not the
+// journal: a run stopped mid-way had not recorded them all.
 func (st *Staged) rollback(t *tx) {
-	for name := range t.j.Refs {
+	for _, name := range stagedRefs(t) {
 		if err := t.jdir.Rename(t.staged+"/refs/"+name, t.repo, "refs/"+name, unix.RENAME_NOREPLACE); err == nil {
 			st.rep.Deleted = removeString(st.rep.Deleted, t.repoPath+"/refs/"+name)
+		} else if mkErr := mkdirFor(t.repo, "refs/"+name); mkErr == nil {
+			_ = t.jdir.Rename(t.staged+"/refs/"+name, t.repo, "refs/"+name, unix.RENAME_NOREPLACE)
 		}
 	}
 	t.abandon()
+}
+
+// mkdirFor makes the folders above rel beneath h.
+func mkdirFor(h *safefs.Handle, rel string) error {
+	d := path.Dir(rel)
+	if d == "." {
+		return nil
+	}
+	dh, err := h.Mkdir(d, 0o755)
+	if err != nil {
+		return err
+	}
+	return dh.Close()
+}
+
+// stagedRefs lists the ref names under the staged tree's refs/.
+func stagedRefs(t *tx) []string {
+	var out []string
+	var walk func(rel string)
+	walk = func(rel string) {
+		names, err := t.jdir.ReadDir(t.staged + "/refs" + rel)
+		if err != nil {
+			return
+		}
+		for _, n := range names {
+			st, err := t.jdir.Stat(t.staged + "/refs" + rel + "/" + n)
+			if err != nil {
+				continue
+			}
+			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				walk(rel + "/" + n)
+			} else {
+				out = append(out, strings.TrimPrefix(rel+"/"+n, "/"))
+			}
+		}
+	}
+	walk("")
+	sort.Strings(out)
+	return out
 }
 
 // abandon removes a transaction's staging and journal.
 func (t *tx) abandon() {
 	_ = t.jdir.RemoveAll(t.staged)
 	_ = t.jdir.Remove(t.staged + ".json")
+	if t.repo != nil {
+		_ = t.repo.Remove(StagingDir) // once empty
+	}
 	t.close()
-}
-
-func (t *tx) saveJournal() error {
-	data, err := json.MarshalIndent(&t.j, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := t.lock.Truncate(0); err != nil {
-		return err
-	}
-	if _, err := t.lock.WriteAt(append(data, '\n'), 0); err != nil {
-		return err
-	}
-	return t.lock.Sync()
 }
 
 func removeString(l []string, s string) []string {
@@ -717,10 +745,15 @@ func removeBlobs(root *safefs.Handle, t *tx, opts ExecuteOptions, rep *ExecuteRe
 		}
 		linked, err := linkedEtags(t.repo)
 		if err != nil {
+			// Which blobs the snapshots still need cannot be told (their
+			// folder is not a plain folder now): none of these goes.
 			for _, h := range got {
+				p := t.repoPath + "/blobs/" + h.etag
+				rep.Skipped = append(rep.Skipped, Skipped{"blob", p, "the snapshots could not be checked: " + err.Error()})
+				progress()
 				h.unlock()
 			}
-			return err
+			continue
 		}
 		var stepErr error
 		for _, h := range got {
@@ -754,7 +787,10 @@ func removeBlob(t *tx, etag string, linked map[string]bool, rep *ExecuteReport, 
 		return nil
 	}
 	if err != nil {
-		return err
+		// blobs/ swapped for a symlink, say: this blob stays, the rest go on.
+		rep.Skipped = append(rep.Skipped, Skipped{"blob", p, err.Error()})
+		logf("Left blob in place: %v (%s)", err, p)
+		return nil
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		rep.Skipped = append(rep.Skipped, Skipped{"blob", p, "a folder, not a blob: left in place"})
@@ -769,12 +805,13 @@ func removeBlob(t *tx, etag string, linked map[string]bool, rep *ExecuteReport, 
 		err = t.repo.Remove("blobs/" + etag)
 	}
 	if err != nil {
+		reason := err.Error()
 		if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
-			rep.Skipped = append(rep.Skipped, Skipped{"blob", p, "permission denied"})
-			logf("Couldn't delete blob: permission denied (%s)", p)
-			return nil
+			reason = "permission denied"
 		}
-		return err
+		rep.Skipped = append(rep.Skipped, Skipped{"blob", p, reason})
+		logf("Couldn't delete blob: %s (%s)", reason, p)
+		return nil
 	}
 	rep.Deleted = append(rep.Deleted, p)
 	rep.Blobs = append(rep.Blobs, p)
@@ -931,6 +968,27 @@ func lockFile(root *safefs.Handle, dir, name string, timeout time.Duration) (fun
 	}
 }
 
+// lockFolder flocks the folder itself: hfcachefs processes deleting in
+// one repo take turns, and nothing is written into the cache for it.
+func lockFolder(h *safefs.Handle, timeout time.Duration) (func(), error) {
+	fd, err := unix.Openat(h.Fd(), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: h.Path(), Err: err}
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { unix.Flock(fd, unix.LOCK_UN); unix.Close(fd) }, nil
+		}
+		if err != unix.EWOULDBLOCK && err != unix.EINTR || !time.Now().Before(deadline) {
+			unix.Close(fd)
+			return nil, fmt.Errorf("%s: another deletion holds the repo: %w", h.Path(), ErrChanged)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Recovered is a transaction an earlier run left, finished or rolled back.
 type Recovered struct {
 	ID, Receipt, Repo string
@@ -995,13 +1053,25 @@ func finishStaged(root *safefs.Handle, log func(string), only map[string]bool) (
 }
 
 // openJournal opens and flocks a journal; ok is false if another process
-// holds it (its transaction is running).
+// holds it (its transaction is running). A journal is trusted only if
+// this user or root wrote it and nobody else may change it: anyone who
+// can write the cache could otherwise forge one (naming a hold folder
+// anywhere, or blobs to remove).
 func openJournal(dir *safefs.Handle, name string) (*os.File, *journal, bool, error) {
-	fd, err := dir.Open(name, unix.O_RDWR, 0)
+	fd, err := dir.Open(name, unix.O_RDWR|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, nil, false, err
 	}
 	f := os.NewFile(uintptr(fd), dir.Path()+"/"+name)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		f.Close()
+		return nil, nil, false, err
+	}
+	if euid := uint32(os.Geteuid()); st.Mode&unix.S_IFMT != unix.S_IFREG || st.Uid != euid && st.Uid != 0 || st.Mode&0o022 != 0 {
+		f.Close()
+		return nil, nil, false, fmt.Errorf("not written by this user or root (owner %d, mode %o): ignored", st.Uid, st.Mode&0o7777)
+	}
 	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		return nil, nil, false, nil
@@ -1010,6 +1080,9 @@ func openJournal(dir *safefs.Handle, name string) (*os.File, *journal, bool, err
 	data, err := dir.ReadFile(name, 64<<20)
 	if err == nil {
 		err = json.Unmarshal(data, &j)
+	}
+	if err == nil && j.Hold != "" && (!path.IsAbs(j.Hold) || path.Clean(j.Hold) != j.Hold || !strings.Contains(j.Hold, "/.hfcachefs-hold-")) {
+		err = fmt.Errorf("its hold folder %q is not one of hfcachefs's", j.Hold)
 	}
 	if err != nil {
 		f.Close()
@@ -1050,8 +1123,13 @@ func finishOne(root, rh, sdir *safefs.Handle, folder, id string, logf func(strin
 		return rec, true
 	}
 	// Refs of a revision still in snapshots/ go back.
-	for name, c := range j.Refs {
+	for _, name := range stagedRefs(t) {
+		c, err := readRef(sdir, id+"/refs/"+name)
+		if err != nil {
+			continue
+		}
 		if _, err := rh.Stat("snapshots/" + c); err == nil {
+			_ = mkdirFor(rh, "refs/"+name)
 			_ = sdir.Rename(id+"/refs/"+name, rh, "refs/"+name, unix.RENAME_NOREPLACE)
 		}
 	}
