@@ -232,32 +232,54 @@ func newTxID() string {
 }
 
 // writeJournal writes j as name in dir, synced, and returns it open and
-// flock'ed: a recovery run skips a journal someone holds.
+// flock'ed: a recovery run skips a journal someone holds. It is written
+// under a temporary name and renamed into place, so a kill never leaves
+// a half journal (a stray temporary one means nothing had moved yet).
 func writeJournal(dir *safefs.Handle, name string, j *journal) (*os.File, error) {
 	data, err := json.Marshal(j) // one line: a 40,000-blob journal is written while mv waits
 	if err != nil {
 		return nil, err
 	}
-	fd, err := dir.Open(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o600)
+	tmp := name + journalTmp
+	fd, err := dir.Open(tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	f := os.NewFile(uintptr(fd), dir.Path()+"/"+name)
-	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	fail := func(err error) (*os.File, error) {
 		f.Close()
+		_ = dir.Remove(tmp)
 		return nil, err
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return fail(err)
 	}
 	if _, err := f.Write(append(data, '\n')); err != nil {
-		f.Close()
-		_ = dir.Remove(name)
-		return nil, err
+		return fail(err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		_ = dir.Remove(name)
-		return nil, err
+		return fail(err)
+	}
+	if err := dir.Rename(tmp, dir, name, unix.RENAME_NOREPLACE); err != nil {
+		return fail(err)
 	}
 	return f, nil
+}
+
+// journalTmp ends a journal's name while it is being written.
+const journalTmp = ".tmp"
+
+// removeStrayJournal removes a journal a kill left half-written (nobody
+// holds its lock): nothing of its transaction had moved.
+func removeStrayJournal(dir *safefs.Handle, name string) {
+	fd, err := dir.Open(name, unix.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil {
+		_ = dir.Remove(name)
+	}
 }
 
 // stageRepo moves a whole repo out of the cache in one rename: into
@@ -510,11 +532,14 @@ func (st *Staged) stageRef(t *tx, name string, trashed map[string]bool) error {
 // journal: a run stopped mid-way had not recorded them all.
 func (st *Staged) rollback(t *tx) {
 	for _, name := range stagedRefs(t) {
-		if err := t.jdir.Rename(t.staged+"/refs/"+name, t.repo, "refs/"+name, unix.RENAME_NOREPLACE); err == nil {
-			st.rep.Deleted = removeString(st.rep.Deleted, t.repoPath+"/refs/"+name)
-		} else if mkErr := mkdirFor(t.repo, "refs/"+name); mkErr == nil {
-			_ = t.jdir.Rename(t.staged+"/refs/"+name, t.repo, "refs/"+name, unix.RENAME_NOREPLACE)
+		// Whatever happens to the staged copy, this ref was not deleted.
+		st.rep.Deleted = removeString(st.rep.Deleted, t.repoPath+"/refs/"+name)
+		err := t.jdir.Rename(t.staged+"/refs/"+name, t.repo, "refs/"+name, unix.RENAME_NOREPLACE)
+		if errors.Is(err, syscall.ENOENT) && mkdirFor(t.repo, "refs/"+name) == nil {
+			err = t.jdir.Rename(t.staged+"/refs/"+name, t.repo, "refs/"+name, unix.RENAME_NOREPLACE)
 		}
+		// EEXIST: a download wrote the ref anew meanwhile; the staged copy
+		// is older and goes with the staging folder.
 	}
 	t.abandon()
 }
@@ -1037,6 +1062,10 @@ func finishStaged(root *safefs.Handle, log func(string), only map[string]bool) (
 			sdir, err := rh.OpenDir(StagingDir)
 			if err == nil {
 				for _, e := range entries {
+					if strings.HasSuffix(e, ".json"+journalTmp) {
+						removeStrayJournal(sdir, e)
+						continue
+					}
 					if id, ok := strings.CutSuffix(e, ".json"); ok {
 						if r, ok := finishOne(root, rh, sdir, n, id, logf); ok {
 							out = append(out, r)
@@ -1157,6 +1186,10 @@ func finishWhole(root *safefs.Handle, logf func(string, ...any)) []Recovered {
 	var out []Recovered
 	for _, n := range names {
 		if !strings.HasPrefix(n, stagingPrefix) {
+			continue
+		}
+		if strings.HasSuffix(n, ".json"+journalTmp) {
+			removeStrayJournal(locks, n)
 			continue
 		}
 		if id, ok := strings.CutSuffix(strings.TrimPrefix(n, stagingPrefix), ".json"); ok {
