@@ -213,9 +213,11 @@ type repoScanner struct {
 	notices                  []Notice
 	copied, absolute         int               // files in no-symlink mode, absolute links
 	realRepo                 string            // the repo folder resolved
+	anchor                   *RepoAnchor       // realRepo as blobs are opened beneath it
 	realBlobs                string            // <realRepo>/blobs when that is a real folder
 	plainDepth               int               // depth below a revision with no symlinked folder on the way; -1 if not
 	outsideRefs              map[string]string // ref contents read through a symlink leaving the cache -> its target
+	refsOutside              string            // refs/ resolved, when it is outside what the mount serves
 	relPaths                 map[string]string // one copy of each path inside a revision, shared by the revisions
 	pathBuf                  []byte            // a blob path being looked up
 }
@@ -271,6 +273,7 @@ func (s *repoScanner) scan() (*RepoInfo, error) {
 
 	if real, err := s.r.realpath(repoPath); err == nil {
 		s.realRepo = real
+		s.anchor = s.makeAnchor(real)
 		if st := s.r.lookup(real + "/blobs"); st.err == nil && st.st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
 			s.realBlobs = real + "/blobs"
 		}
@@ -281,6 +284,11 @@ func (s *repoScanner) scan() (*RepoInfo, error) {
 	if st, err := statFollow(refsPath); err == nil {
 		if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
 			return nil, corrupted("Refs directory cannot be a file: %s", refsPath)
+		}
+		// refs/ read through a symlink (refs/ itself, or a repo link not
+		// followed) leaving what the mount serves: no warning quotes them.
+		if real, err := s.r.realpath(refsPath); err == nil && !s.servable(real) {
+			s.refsOutside = real
 		}
 		err := s.walkRefs(refsPath, "", func(name, hash string) {
 			if _, ok := refsByHash[hash]; !ok {
@@ -365,7 +373,9 @@ func (s *repoScanner) scan() (*RepoInfo, error) {
 
 	if len(s.blobs) > 0 {
 		first := true
+		var dirs dirSet
 		for _, b := range s.blobs {
+			dirs.add(b)
 			repo.SizeOnDisk += b.Size
 			if first || b.Atime > repo.LastAccessed {
 				repo.LastAccessed = b.Atime
@@ -375,6 +385,7 @@ func (s *repoScanner) scan() (*RepoInfo, error) {
 			}
 			first = false
 		}
+		s.anchorDirs(dirs)
 	} else {
 		st, err := statFollow(repoPath)
 		if err != nil {
@@ -383,6 +394,7 @@ func (s *repoScanner) scan() (*RepoInfo, error) {
 		repo.LastAccessed, repo.LastModified = stTime(st.Atim), stTime(st.Mtim)
 	}
 	repo.NbFiles = len(s.blobs)
+	repo.Anchor = s.anchor
 	if s.copied > 0 {
 		s.notice(repoPath, NoticeCopiedFile, "%d regular file(s) inside snapshots (no-symlink mode): each is its own blob", s.copied)
 	}
@@ -434,10 +446,12 @@ func (s *repoScanner) walkRefs(dir, rel string, add func(name, hash string)) err
 		}
 		var outside string
 		if !e.Type().IsRegular() {
-			if real, err := s.r.realpath(path); err == nil && !isWithin(real, s.cacheDir) {
+			if real, err := s.r.realpath(path); err == nil && !s.servable(real) {
 				outside = real
 				s.notice(path, NoticeOutsideCache, "ref is a symlink resolving outside the cache directory (%s): huggingface_hub reads it as a commit hash", real)
 			}
+		} else if s.refsOutside != "" {
+			outside = s.refsOutside + "/" + relName
 		}
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -563,8 +577,10 @@ func (s *repoScanner) walkRevision(dir, realDir, rel string, rev *RevisionInfo) 
 			Blob:             blob,
 		})
 		if blob.Outside {
-			s.notice(path, NoticeOutsideCache, "resolves outside the cache directory to %s: counted as upstream does, never served, opened or deleted", blobPath)
-		} else if s.realRepo != "" && !strings.HasPrefix(blob.Path, s.realRepo+"/") {
+			if !s.beneathRefused(blob.Path) { // the repo's notice says why
+				s.notice(path, NoticeOutsideCache, "resolves outside the cache directory to %s: counted as upstream does, never served, opened or deleted", blobPath)
+			}
+		} else if s.realRepo != "" && !below(blob.Path, s.realRepo) {
 			s.notice(path, NoticeForeignBlob, "links to another repo's blob %s: deleting that repo breaks this file, and its size counts in both", blobPath)
 		}
 		if blob.Mode&syscall.S_IFMT != syscall.S_IFREG {
@@ -659,19 +675,20 @@ func (s *repoScanner) blobStat(path string) (*BlobStat, error) {
 		return nil, &os.PathError{Op: "stat", Path: path, Err: err}
 	}
 	b := &BlobStat{
-		Path:    path,
-		Size:    st.Size,
-		Blocks:  st.Blocks,
-		Dev:     st.Dev,
-		Ino:     st.Ino,
-		Mode:    st.Mode,
-		UID:     st.Uid,
-		GID:     st.Gid,
-		Atime:   stTime(st.Atim),
-		Mtime:   stTime(st.Mtim),
-		Ctime:   stTime(st.Ctim),
-		Outside: !isWithin(path, s.cacheDir),
+		Path:   path,
+		Size:   st.Size,
+		Blocks: st.Blocks,
+		Dev:    st.Dev,
+		Ino:    st.Ino,
+		Mode:   st.Mode,
+		UID:    st.Uid,
+		GID:    st.Gid,
+		Atime:  stTime(st.Atim),
+		Mtime:  stTime(st.Mtim),
+		Ctime:  stTime(st.Ctim),
+		Repo:   s.anchor,
 	}
+	s.place(b)
 	s.blobs[path] = b
 	return b, nil
 }
@@ -748,3 +765,220 @@ func ParseRepoFolderName(name string) (repoType, repoID, problem string) {
 
 // ListEntries lists a directory's names in OS order (what Scan walks).
 func ListEntries(dir string) ([]string, error) { return readDirNames(dir) }
+
+// makeAnchor describes the repo folder as resolved (real). A repo folder
+// that is a symlink (moved to another disk by its owner) is followed only
+// if every symlink on the way is root's or belongs to the owner of the
+// folder it leads to (the rule of fs.protected_symlinks): a cache writer
+// cannot make the mount serve someone else's folder.
+func (s *repoScanner) makeAnchor(real string) *RepoAnchor {
+	a := &RepoAnchor{Folder: s.name, Real: real}
+	var st syscall.Stat_t
+	if l := s.r.lookup(real); l.err == nil && !l.synthetic && l.st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+		st = l.st // realpath lstat'ed it: a resolved path's lstat is its stat
+	} else {
+		var err error
+		if st, err = statFollow(real); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+			return nil
+		}
+	}
+	a.Dev, a.Ino = st.Dev, st.Ino
+	if real == s.repoPath {
+		return a
+	}
+	a.Linked = true
+	owners, to, ok := linkOwners(s.cacheDir, s.name)
+	bad := -1
+	for i, uid := range owners {
+		if uid != 0 && uid != st.Uid {
+			bad = i
+		}
+	}
+	switch {
+	case !ok || to != real:
+		a.Linked, a.Refused = false, true
+		s.notice(s.repoPath, NoticeOutsideCache, "the repo folder is a symlink that changed while it was scanned: not followed, its files are not served until the next scan")
+	case bad >= 0:
+		a.Linked, a.Refused = false, true
+		s.notice(s.repoPath, NoticeOutsideCache, "the repo folder is a symlink to %s, and a link on the way is owned by uid %d, neither root nor the folder's owner (uid %d): not followed (the rule of fs.protected_symlinks), its files are never served", real, owners[bad], st.Uid)
+	}
+	return a
+}
+
+// linkOwners resolves dir/name (dir resolved) as realpath does, and
+// lists the owners of the symlinks met on the way. ok is false for a
+// loop, a dangling link or an error.
+func linkOwners(dir, name string) (owners []uint32, real string, ok bool) {
+	resolved := dir
+	rest := []string{name}
+	for hops := 0; len(rest) > 0; {
+		c := rest[0]
+		rest = rest[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if i := strings.LastIndexByte(resolved, '/'); i > 0 {
+				resolved = resolved[:i]
+			} else {
+				resolved = "/"
+			}
+			continue
+		}
+		next := resolved + "/" + c
+		if resolved == "/" {
+			next = "/" + c
+		}
+		var st syscall.Stat_t
+		if lstatRetry(next, &st) != nil {
+			return owners, "", false
+		}
+		if st.Mode&syscall.S_IFMT != syscall.S_IFLNK {
+			resolved = next
+			continue
+		}
+		if hops++; hops > 40 {
+			return owners, "", false
+		}
+		owners = append(owners, st.Uid)
+		target, err := os.Readlink(next)
+		if err != nil {
+			return owners, "", false
+		}
+		if strings.HasPrefix(target, "/") {
+			resolved = "/"
+		}
+		rest = append(strings.Split(target, "/"), rest...)
+	}
+	return owners, resolved, true
+}
+
+// place decides what a blob is opened beneath: its repo folder as
+// resolved (followed once at the top), or the cache dir; anything else
+// is Outside, never opened.
+func (s *repoScanner) place(b *BlobStat) {
+	var off int
+	switch p := b.Path; {
+	case s.anchor != nil && below(p, s.realRepo):
+		if s.anchor.Refused {
+			b.Outside = true
+			return
+		}
+		b.Base, off = BaseRepo, len(s.realRepo)+1
+	case p != s.cacheDir && isWithin(p, s.cacheDir):
+		b.Base, off = BaseCache, len(s.cacheDir)+1
+		if s.cacheDir == "/" {
+			off = 1
+		}
+	default:
+		b.Outside = true
+		return
+	}
+	if off > 0xffff {
+		b.Base, b.Outside = BaseNone, true
+		return
+	}
+	b.RelOff = uint16(off)
+}
+
+// servable reports whether a resolved path lies where the mount may
+// serve from: beneath a repo folder link it follows, or within the cache
+// dir and not beneath a repo folder link it does not follow.
+func (s *repoScanner) servable(p string) bool {
+	if s.anchor != nil && (p == s.realRepo || below(p, s.realRepo)) {
+		return !s.anchor.Refused
+	}
+	return isWithin(p, s.cacheDir)
+}
+
+// beneathRefused reports whether path lies in a symlinked repo folder
+// the scan did not follow.
+func (s *repoScanner) beneathRefused(path string) bool {
+	return s.anchor != nil && s.anchor.Refused && below(path, s.realRepo)
+}
+
+// below reports whether path is strictly below dir (no new string).
+func below(path, dir string) bool {
+	return len(path) > len(dir) && path[len(dir)] == '/' && strings.HasPrefix(path, dir)
+}
+
+// dirSet gathers the distinct folders holding blobs (the blobs of a repo
+// are nearly always in one: the last one is checked first, and a map is
+// made only for many).
+type dirSet struct {
+	last dirKey
+	have bool
+	seen map[dirKey]bool
+	list []dirKey
+}
+
+type dirKey struct {
+	base BlobBase
+	rel  string
+}
+
+func (d *dirSet) add(b *BlobStat) {
+	if b.Base == BaseNone {
+		return
+	}
+	rel := b.Rel()
+	k := dirKey{base: b.Base}
+	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
+		k.rel = rel[:i]
+	}
+	if d.have && k == d.last {
+		return
+	}
+	d.last, d.have = k, true
+	if d.seen == nil {
+		for _, have := range d.list {
+			if have == k {
+				return
+			}
+		}
+		d.list = append(d.list, k)
+		if len(d.list) > 16 {
+			d.seen = make(map[dirKey]bool, len(d.list))
+			for _, have := range d.list {
+				d.seen[have] = true
+			}
+		}
+		return
+	}
+	if !d.seen[k] {
+		d.seen[k] = true
+		d.list = append(d.list, k)
+	}
+}
+
+// anchorDirs records the (dev, ino) of each folder holding blobs.
+func (s *repoScanner) anchorDirs(d dirSet) {
+	if s.anchor == nil || len(d.list) == 0 {
+		return
+	}
+	sort.Slice(d.list, func(i, j int) bool {
+		if d.list[i].base != d.list[j].base {
+			return d.list[i].base < d.list[j].base
+		}
+		return d.list[i].rel < d.list[j].rel
+	})
+	out := make([]BlobDir, 0, len(d.list))
+	for _, k := range d.list {
+		base := s.realRepo
+		if k.base == BaseCache {
+			base = s.cacheDir
+		}
+		full := base
+		if k.rel != "" {
+			full = strings.TrimSuffix(base, "/") + "/" + k.rel
+		}
+		var st syscall.Stat_t
+		if l := s.r.lookup(full); l.err == nil && !l.synthetic && l.st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+			st = l.st
+		} else if lstatRetry(full, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+			st.Dev, st.Ino = 0, 0 // gone or replaced since: a kept view fails its check
+		}
+		out = append(out, BlobDir{Base: k.base, Rel: k.rel, Dev: st.Dev, Ino: st.Ino})
+	}
+	s.anchor.Dirs = out
+}

@@ -32,6 +32,8 @@ type FileInfo struct {
 func (f *FileInfo) FilePath() string { return f.SnapshotPath + "/" + f.RelPath }
 
 // BlobStat is what the scan learnt about one resolved blob path.
+// Its fields are laid out to fit 96 bytes (Go's size class): the scan
+// keeps one per distinct blob.
 type BlobStat struct {
 	Path    string
 	Size    int64
@@ -41,10 +43,48 @@ type BlobStat struct {
 	Mode    uint32 // st_mode of the blob (file type and permissions)
 	UID     uint32
 	GID     uint32
+	Outside bool     // never opened: resolves outside the cache directory and outside its (followed) repo folder
+	Base    BlobBase // what Rel() is resolved beneath when the blob is opened
+	RelOff  uint16   // Rel() is Path[RelOff:]
 	Atime   float64
 	Mtime   float64
 	Ctime   float64
-	Outside bool // resolves outside the cache directory
+	Repo    *RepoAnchor // the repo folder the blob was scanned for
+}
+
+// Rel is the blob's path beneath its Base: the cache dir (BaseCache) or
+// the repo folder as resolved (BaseRepo). A substring of Path.
+func (b *BlobStat) Rel() string { return b.Path[b.RelOff:] }
+
+// BlobBase says which folder handle a blob is opened beneath.
+type BlobBase uint8
+
+// Blob bases.
+const (
+	BaseNone  BlobBase = iota // never opened (Outside, or a path too long to place)
+	BaseCache                 // Rel() beneath the cache dir: another repo's blob, the shared blob store
+	BaseRepo                  // Rel() beneath the repo folder, followed once at the top (Repo)
+)
+
+// RepoAnchor is a repo folder as the scan resolved it: the blobs of the
+// repo are opened beneath it, and a kept view is checked against it.
+type RepoAnchor struct {
+	Folder   string // the entry's name in the cache dir
+	Real     string // the folder, every symlink resolved
+	Dev, Ino uint64 // of Real when scanned
+	Linked   bool   // Folder is a symlink, followed (its owner is root or owns Real)
+	Refused  bool   // Folder is a symlink not followed: blobs beneath Real are Outside
+	// Dirs are the distinct folders holding the repo's served blobs, as
+	// scanned: a view kept while the repo is inconsistent is served only
+	// while each still resolves, without a symlink, to the same folder.
+	Dirs []BlobDir
+}
+
+// BlobDir is one folder holding blobs, beneath a base.
+type BlobDir struct {
+	Base     BlobBase
+	Rel      string // "" is the base itself
+	Dev, Ino uint64
 }
 
 // RevisionInfo mirrors CachedRevisionInfo.
@@ -73,6 +113,10 @@ type RepoInfo struct {
 	Revisions    []*RevisionInfo
 	LastAccessed float64
 	LastModified float64
+
+	// Not part of upstream's dataclass: the folder the blobs are opened
+	// beneath (nil for a placeholder).
+	Anchor *RepoAnchor
 }
 
 // CacheID is "{repo_type}/{repo_id}".

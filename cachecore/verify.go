@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/hfcachefs/hfcachefs/internal/safefs"
 )
 
 // VerifyOptions tunes Verify.
@@ -115,7 +117,14 @@ func Verify(ctx context.Context, cacheDir string, opts VerifyOptions) (*VerifyRe
 			return nil, err
 		}
 	}
-	v := &verifier{root: root, items: map[verifyKey]*verifyItem{}, blobs: map[string]*verifyBlob{}}
+	// Blobs are opened beneath a handle of the cache dir (or of a repo
+	// folder followed at the top), never through a path string.
+	rootH, err := safefs.OpenRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	defer rootH.Close()
+	v := &verifier{root: root, rootH: rootH, items: map[verifyKey]*verifyItem{}, blobs: map[string]*verifyBlob{}}
 	for _, repo := range repos {
 		if repo == nil {
 			continue
@@ -211,8 +220,10 @@ type verifyItem struct {
 // verifyBlob is one distinct resolved path to hash.
 type verifyBlob struct {
 	path, algo, expected string
-	size                 int64  // from lstat, for the progress total
-	dev, ino             uint64 // from lstat: the opened file must be the same
+	rel                  string      // path beneath the cache dir, or beneath repo when set
+	repo                 *RepoAnchor // a repo folder followed at the top (a symlinked repo)
+	size                 int64       // from lstat, for the progress total
+	dev, ino             uint64      // from lstat: the opened file must be the same
 
 	status         VerifyStatus // "" until hashed (or when cancelled)
 	actual, detail string
@@ -222,6 +233,7 @@ type verifyBlob struct {
 
 type verifier struct {
 	root       string
+	rootH      *safefs.Handle
 	items      map[verifyKey]*verifyItem
 	repoFiles  map[string]map[string]bool // repo path -> snapshot paths seen in FileInfos
 	blobs      map[string]*verifyBlob     // by resolved path
@@ -285,6 +297,7 @@ func (v *verifier) noteFile(repo *RepoInfo, it *verifyItem, filePath string) {
 func (v *verifier) collect(repo *RepoInfo) {
 	type given struct {
 		outside bool
+		blob    *BlobStat
 		files   []string
 	}
 	byPath := map[string]*given{}
@@ -317,13 +330,21 @@ func (v *verifier) collect(repo *RepoInfo) {
 				order = append(order, p)
 			}
 			g.outside = g.outside || (f.Blob != nil && f.Blob.Outside)
+			if g.blob == nil && f.Blob != nil && f.Blob.Path == p {
+				g.blob = f.Blob
+			}
 			g.files = append(g.files, f.FilePath())
 		}
 	}
 	sort.Strings(order)
 	for _, p := range order {
 		g := byPath[p]
-		it := v.classify(repo, p, g.outside)
+		var it *verifyItem
+		if b := g.blob; !g.outside && b != nil && b.Base == BaseRepo && b.Repo != nil && b.Repo.Linked {
+			it = v.classifyLinked(repo, b)
+		} else {
+			it = v.classify(repo, p, g.outside)
+		}
 		for _, fp := range g.files {
 			v.noteFile(repo, it, fp)
 		}
@@ -379,14 +400,65 @@ func (v *verifier) classify(repo *RepoInfo, p string, outside bool) *verifyItem 
 		}
 		return it
 	}
-	b := v.blobs[real]
-	if b == nil {
-		b = &verifyBlob{path: real, algo: it.res.Algorithm, expected: it.res.Expected,
-			size: st.Size, dev: uint64(st.Dev), ino: st.Ino}
-		v.blobs[real] = b
-		v.total += st.Size
+	v.queue(it, &verifyBlob{path: real, rel: v.relOf(real), algo: it.res.Algorithm, expected: it.res.Expected,
+		size: st.Size, dev: uint64(st.Dev), ino: st.Ino})
+	return it
+}
+
+// queue makes the item's outcome that of hashing b (once per path).
+func (v *verifier) queue(it *verifyItem, b *verifyBlob) {
+	if have := v.blobs[b.path]; have != nil {
+		it.blob = have
+		return
 	}
+	v.blobs[b.path] = b
+	v.total += b.size
 	it.blob = b
+}
+
+// relOf is a path within the cache dir, relative to it.
+func (v *verifier) relOf(p string) string {
+	if v.root == "/" {
+		return strings.TrimPrefix(p, "/")
+	}
+	return strings.TrimPrefix(p, v.root+"/")
+}
+
+// classifyLinked is classify for a blob of a repo folder that is a
+// symlink the scan followed (a repo moved to another disk): it is
+// checked beneath that folder, as the mount serves it.
+func (v *verifier) classifyLinked(repo *RepoInfo, b *BlobStat) *verifyItem {
+	it := v.item(repo, b.Path)
+	if it.res.Status != "" || it.blob != nil {
+		return it
+	}
+	rel := b.Rel()
+	if name, ok := strings.CutPrefix(rel, "blobs/"); ok && !strings.Contains(name, "/") {
+		if it.res.Algorithm = VerifyAlgorithm(name); it.res.Algorithm != "" {
+			it.res.Expected = name
+		}
+	}
+	var st syscall.Stat_t
+	if err := verifyRetry(func() error { return syscall.Lstat(b.Path, &st) }); err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR) {
+			it.res.Status, it.res.Detail = VerifyDangling, "blob missing"
+		} else {
+			it.res.Status, it.res.Detail = VerifyUnreadable, fmt.Sprintf("lstat: %v", err)
+		}
+		return it
+	}
+	it.res.Size = st.Size
+	switch {
+	case st.Mode&syscall.S_IFMT != syscall.S_IFREG:
+		it.res.Status = VerifyNotRegular
+		it.res.Detail = fmt.Sprintf("not a regular file (%s): never opened", verifyFileType(st.Mode))
+	case it.res.Algorithm == "":
+		it.res.Status = VerifyUnverifiable
+		it.res.Detail = "blob name is not a sha256 or git-sha1 etag: cannot be verified offline"
+	default:
+		v.queue(it, &verifyBlob{path: b.Path, rel: rel, repo: b.Repo, algo: it.res.Algorithm, expected: it.res.Expected,
+			size: st.Size, dev: uint64(st.Dev), ino: st.Ino})
+	}
 	return it
 }
 
@@ -518,7 +590,7 @@ func (v *verifier) hashBlob(ctx context.Context, b *verifyBlob, buf []byte) {
 	if ctx.Err() != nil {
 		return
 	}
-	f, st, status, detail := verifyOpen(b.path)
+	f, st, status, detail := v.open(b)
 	if f == nil {
 		b.status, b.detail = status, detail
 		return
@@ -556,25 +628,61 @@ func (v *verifier) hashBlob(ctx context.Context, b *verifyBlob, buf []byte) {
 	}
 }
 
-// verifyOpen opens path read-only with O_NOFOLLOW|O_NONBLOCK (so a FIFO
-// swapped in cannot block) and returns it only if fstat says it is a
-// regular file; otherwise it returns the status and detail to report.
+// open opens a queued blob beneath the cache dir's handle (or beneath
+// its repo folder, followed at the top and checked to be the one scanned).
+func (v *verifier) open(b *verifyBlob) (*os.File, *syscall.Stat_t, VerifyStatus, string) {
+	dir := v.rootH
+	if b.repo != nil {
+		h, err := OpenRepo(v.rootH, b.repo)
+		switch {
+		case errors.Is(err, ErrOutsideCache):
+			return nil, nil, VerifyUnreadable, VerifyDetailOutside
+		case errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR):
+			return nil, nil, VerifyDangling, "blob missing (its repo folder is gone)"
+		case errors.Is(err, ErrStale):
+			return nil, nil, VerifyUnreadable, "repo folder replaced while verifying: not read"
+		case err != nil:
+			return nil, nil, VerifyUnreadable, fmt.Sprintf("open: %v", err)
+		}
+		defer h.Close()
+		dir = h
+	}
+	return verifyOpenAt(dir, b.rel)
+}
+
+// verifyOpen opens path read-only, its last component beneath its folder
+// (verifyOpenAt).
 func verifyOpen(path string) (*os.File, *syscall.Stat_t, VerifyStatus, string) {
-	var fd int
-	err := verifyRetry(func() error {
-		var err error
-		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC|syscall.O_NOCTTY, 0)
-		return err
-	})
+	h, err := safefs.OpenRoot(filepath.Dir(path))
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR) {
+			return nil, nil, VerifyDangling, "blob missing"
+		}
+		return nil, nil, VerifyUnreadable, fmt.Sprintf("open: %v", err)
+	}
+	defer h.Close()
+	return verifyOpenAt(h, filepath.Base(path))
+}
+
+// verifyOpenAt opens rel beneath dir read-only, with no symlink on the
+// way and O_NONBLOCK (so a FIFO swapped in cannot block), and returns it
+// only if fstat says it is a regular file; otherwise it returns the status
+// and detail to report.
+func verifyOpenAt(dir *safefs.Handle, rel string) (*os.File, *syscall.Stat_t, VerifyStatus, string) {
+	fd, err := dir.Open(rel, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		switch {
 		case errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR):
 			return nil, nil, VerifyDangling, "blob missing"
-		case errors.Is(err, syscall.ELOOP):
-			return nil, nil, VerifyNotRegular, "became a symlink: never opened"
+		case errors.Is(err, safefs.ErrEscape):
+			if st, serr := dir.Stat(rel); serr == nil && st.Mode&syscall.S_IFMT == syscall.S_IFLNK {
+				return nil, nil, VerifyNotRegular, "became a symlink: never opened"
+			}
+			return nil, nil, VerifyUnreadable, "a folder on the way became a symlink: never opened (" + VerifyDetailOutside + ")"
 		}
 		return nil, nil, VerifyUnreadable, fmt.Sprintf("open: %v", err)
 	}
+	path := dir.Path() + "/" + rel
 	st := new(syscall.Stat_t)
 	if err := verifyRetry(func() error { return syscall.Fstat(fd, st) }); err != nil {
 		syscall.Close(fd)

@@ -2,12 +2,17 @@ package fs
 
 import (
 	"context"
+	"errors"
+	"sort"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/hfcachefs/hfcachefs/cachecore"
+	"github.com/hfcachefs/hfcachefs/internal/safefs"
 	"github.com/hfcachefs/hfcachefs/views"
 )
 
@@ -54,19 +59,154 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if e.denied != "" {
 		return nil, 0, syscall.EACCES
 	}
-	// The blob path is fully resolved: O_NOFOLLOW refuses a symlink swapped
-	// in since, O_NONBLOCK never waits on a FIFO swapped in.
-	fd, err := syscall.Open(e.real, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	var fd int
+	var err error
+	switch {
+	case e.file != nil:
+		fd, err = n.openBlob(e)
+	case e.role == views.RoleAssets:
+		fd, err = n.st.Model().OpenAsset(e.real)
+	default:
+		// A .trash receipt: the daemon's own state folder, not the cache.
+		fd, err = openPlain(e.real)
+	}
 	if err != nil {
 		return nil, 0, translateError(err)
+	}
+	var fuseFlags uint32 = fuse.FOPEN_KEEP_CACHE // blobs are immutable
+	return &blobHandle{fd: fd, passthrough: !n.st.noPassthrough.Load()}, fuseFlags, 0
+}
+
+// openBlob opens a revision file's blob beneath the cache dir's handle
+// (cachecore.OpenBlob: no symlink on the way, the file the scan saw).
+// A blob replaced since (a re-download) or a folder swapped is looked up
+// again: in the current model if it is newer than the node's entry, else
+// after a rescan of the repo, and what the new scan saw is opened.
+func (n *fileNode) openBlob(e *nodeAttr) (int, error) {
+	fd, err := n.st.openFile(e.file)
+	if err == nil || !retryable(err) {
+		return fd, err
+	}
+	folder := n.st.folderOf(e.file)
+	if folder == "" {
+		return -1, err
+	}
+	if f := n.st.findFile(folder, e.file); f != nil && f != e.file {
+		// The refresher has seen it since the kernel looked the name up.
+		if fd, err2 := n.st.openFound(f); err2 == nil || !retryable(err2) {
+			n.refresh(e, f, err2)
+			return fd, err2
+		}
+	}
+	if n.st.rescan == nil {
+		return -1, err
+	}
+	n.st.rescan(folder) // stores the new model (the kernel hears of it later)
+	f := n.st.findFile(folder, e.file)
+	if f == nil {
+		return -1, syscall.ENOENT // gone from the cache
+	}
+	fd, err = n.st.openFound(f)
+	n.refresh(e, f, err)
+	return fd, err
+}
+
+// refresh keeps the file the new scan found, so the next open starts from
+// it (the kernel may keep the name cached for long).
+func (n *fileNode) refresh(e *nodeAttr, f *cachecore.FileInfo, err error) {
+	if err != nil || f == e.file || f.Blob == nil {
+		return
+	}
+	a := *e
+	a.file, a.size, a.blocks = f, f.Blob.Size, f.Blob.Blocks
+	n.attr.CompareAndSwap(e, &a)
+}
+
+// retryable: what was opened is not what the scan saw, or a symlink or a
+// missing folder on the way: a new scan may know better.
+func retryable(err error) bool {
+	return errors.Is(err, cachecore.ErrStale) || errors.Is(err, cachecore.ErrOutsideCache)
+}
+
+// blobErrno maps cachecore's open errors (see translateError).
+func blobErrno(err error) (syscall.Errno, bool) {
+	switch {
+	case errors.Is(err, cachecore.ErrOutsideCache):
+		return syscall.EACCES, true
+	case errors.Is(err, cachecore.ErrStale):
+		return syscall.ENOENT, true
+	}
+	return 0, false
+}
+
+// openFile opens a scanned file's blob beneath the cache dir's handle.
+func (s *State) openFile(f *cachecore.FileInfo) (int, error) {
+	fd := -1
+	err := s.WithRoot(func(root *safefs.Handle) error {
+		var err error
+		fd, err = cachecore.OpenBlob(root, f)
+		return err
+	})
+	return fd, err
+}
+
+// openFound opens a file found in a newer model, refusing what the model
+// shows as never served.
+func (s *State) openFound(f *cachecore.FileInfo) (int, error) {
+	if views.Denied(f) != "" {
+		return -1, syscall.EACCES
+	}
+	return s.openFile(f)
+}
+
+// folderOf is the repo folder a scanned file belongs to.
+func (s *State) folderOf(f *cachecore.FileInfo) string {
+	if f.Blob != nil && f.Blob.Repo != nil {
+		return f.Blob.Repo.Folder
+	}
+	cache := s.Model().Info.CacheDir
+	rest, ok := strings.CutPrefix(f.SnapshotPath, strings.TrimSuffix(cache, "/")+"/")
+	if !ok {
+		return ""
+	}
+	folder, _, _ := strings.Cut(rest, "/")
+	return folder
+}
+
+// findFile finds the file at the same place (revision folder, path in
+// it) in the current model.
+func (s *State) findFile(folder string, old *cachecore.FileInfo) *cachecore.FileInfo {
+	for _, r := range s.Model().Info.Repos {
+		if r.FolderName() != folder {
+			continue
+		}
+		for _, rev := range r.Revisions {
+			if rev.SnapshotPath != old.SnapshotPath {
+				continue
+			}
+			i := sort.Search(len(rev.Files), func(i int) bool { return rev.Files[i].RelPath >= old.RelPath })
+			if i < len(rev.Files) && rev.Files[i].RelPath == old.RelPath {
+				return rev.Files[i]
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// openPlain opens a file of the daemon's own (never a symlink, never a
+// FIFO) and checks it is a regular file.
+func openPlain(path string) (int, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
 	}
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		syscall.Close(fd)
-		return nil, 0, syscall.EACCES
+		return -1, syscall.EACCES
 	}
-	var fuseFlags uint32 = fuse.FOPEN_KEEP_CACHE // blobs are immutable
-	return &blobHandle{fd: fd, passthrough: !n.st.noPassthrough.Load()}, fuseFlags, 0
+	return fd, nil
 }
 
 func (n *fileNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {

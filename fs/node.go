@@ -187,10 +187,16 @@ func (s *State) listxattr(e views.Entry, dest []byte) (uint32, syscall.Errno) {
 }
 
 // translateError maps an error from the cache side to the errno a FUSE
-// caller sees.
+// caller sees: a path that does not resolve beneath the cache (a symlink
+// or an escape on the way) is EACCES; a blob that is still not what the
+// scan saw after a rescan (gone, replaced again) is ENOENT, never ESTALE
+// (a re-download is no stale handle).
 func translateError(err error) syscall.Errno {
 	if err == nil {
 		return 0
+	}
+	if errno, ok := blobErrno(err); ok {
+		return errno
 	}
 	var errno syscall.Errno
 	switch {

@@ -12,6 +12,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 
+	"github.com/hfcachefs/hfcachefs/internal/safefs"
 	"github.com/hfcachefs/hfcachefs/views"
 )
 
@@ -59,6 +60,14 @@ type State struct {
 	waitFull func(ctx context.Context) bool
 	// pending reports whether a repo folder is still a placeholder.
 	pending func(folder string) bool
+	// rescan rescans one repo folder now and stores the new model (no
+	// kernel notification: the caller may be serving a request); nil: none.
+	rescan func(folder string)
+
+	// rootMu guards the cache dir's handle, which every blob is opened
+	// beneath: replaced (the old one closed) only once no open uses it.
+	rootMu sync.RWMutex
+	rootH  *safefs.Handle // nil: the cache dir is gone (every open is ENOENT)
 
 	listings listings // listings read in chunks, between the chunks
 	root     atomic.Pointer[dirNode]
@@ -86,6 +95,34 @@ func NewState(m *views.Model, opts Options) *State {
 // SetWaiters installs the functions that make lookups wait for scans.
 func (s *State) SetWaiters(repo func(ctx context.Context, folder string) bool, full func(ctx context.Context) bool, pending func(folder string) bool) {
 	s.waitRepo, s.waitFull, s.pending = repo, full, pending
+}
+
+// SetRescan installs the function a blob open calls when what it opened
+// is not what the scan saw (a re-download replaced the blob, a folder was
+// swapped): it rescans that repo folder and stores the new model, sending
+// no kernel notification (it is called from inside a FUSE request).
+func (s *State) SetRescan(f func(folder string)) { s.rescan = f }
+
+// SetRoot installs the handle of the cache dir (nil: the cache dir is
+// gone); the previous one is closed once no open is using it. The state
+// owns the handle from then on.
+func (s *State) SetRoot(h *safefs.Handle) {
+	s.rootMu.Lock()
+	old := s.rootH
+	s.rootH = h
+	s.rootMu.Unlock()
+	if old != nil && old != h {
+		old.Close()
+	}
+}
+
+// WithRoot runs f with the cache dir's handle (nil while the cache dir is
+// gone), which stays open until f returns. f must not wait for anything
+// that may call SetRoot.
+func (s *State) WithRoot(f func(h *safefs.Handle) error) error {
+	s.rootMu.RLock()
+	defer s.rootMu.RUnlock()
+	return f(s.rootH)
 }
 
 // SetTrasher installs the .trash handler.

@@ -3,6 +3,7 @@ package mount
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
 	"hash/fnv"
@@ -15,8 +16,11 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/hfcachefs/hfcachefs/cachecore"
 	hffs "github.com/hfcachefs/hfcachefs/fs"
+	"github.com/hfcachefs/hfcachefs/internal/safefs"
 	"github.com/hfcachefs/hfcachefs/views"
 )
 
@@ -37,6 +41,10 @@ type scanner struct {
 	// workMu serializes refreshes and .trash rescans: each reads the scans,
 	// works, and writes them back.
 	workMu sync.Mutex
+	rootID [2]uint64 // dev, ino of the cache dir the state's handle holds (guarded by workMu)
+
+	rmu   sync.Mutex              // protects stale
+	stale map[string]*staleFlight // folder -> the rescan for opens that found a blob replaced
 
 	mu          sync.Mutex // protects the following
 	names       []string   // top-level entries in directory order
@@ -50,6 +58,15 @@ type scanner struct {
 	shown       map[string]map[string]string // folder -> ref -> commit by-ref showed in the last model
 	settling    map[string]*settleState      // repos whose refs moved while a download may still run
 	heldViews   map[string]heldView          // the repos as shown while settling, reused across models
+	dropped     map[string]string            // folder -> why its kept view was dropped (while it stays inconsistent)
+	missing     string                       // set while the cache dir is gone: what .status.json says
+}
+
+// staleFlight is one rescan of a repo for opens that found its blob
+// replaced; callers arriving before it starts share it.
+type staleFlight struct {
+	done    chan struct{}
+	started bool
 }
 
 // settleState is a repo whose refs moved to revisions a download may
@@ -82,7 +99,28 @@ func newScanner(cacheDir string, inos *views.InoTable, viewOpts views.Options, l
 		urgent: make(chan string, 64), full: make(chan struct{}),
 		scans: map[string]cachecore.EntryScan{}, fingerprint: map[string]entryPrint{}, pending: map[string]chan struct{}{},
 		shown: map[string]map[string]string{}, settling: map[string]*settleState{}, heldViews: map[string]heldView{},
+		dropped: map[string]string{}, stale: map[string]*staleFlight{},
 	}
+}
+
+// openRoot opens the cache dir's handle, gives it to the state and
+// remembers which folder it is, so the refresher notices the cache dir
+// renamed or deleted.
+func (s *scanner) openRoot() error {
+	h, err := safefs.OpenRoot(s.cacheDir)
+	if err != nil {
+		return err
+	}
+	st, err := h.Fstat()
+	if err != nil {
+		h.Close()
+		return err
+	}
+	s.workMu.Lock()
+	s.rootID = [2]uint64{st.Dev, st.Ino}
+	s.workMu.Unlock()
+	s.state.SetRoot(h)
+	return nil
 }
 
 // skeleton is the model before any repo has been scanned: repos known
@@ -275,7 +313,13 @@ func (s *scanner) publishStore() (prev, next *views.Model) {
 	}
 	s.gen++
 	gen := s.gen
+	missing := s.missing
+	var leftOut []views.LeftOut
+	for name, why := range s.dropped {
+		leftOut = append(leftOut, views.LeftOut{Path: s.cacheDir + "/" + name, Reason: why})
+	}
 	s.mu.Unlock()
+	sort.Slice(leftOut, func(i, j int) bool { return leftOut[i].Path < leftOut[j].Path })
 
 	info := cachecore.Assemble(s.cacheDir, entries)
 	if len(placeholders) > 0 {
@@ -283,6 +327,7 @@ func (s *scanner) publishStore() (prev, next *views.Model) {
 		sort.Slice(info.Repos, func(i, j int) bool { return info.Repos[i].RepoPath < info.Repos[j].RepoPath })
 	}
 	next = views.Build(gen, info, s.inos, s.viewOpts, s.mountTime)
+	next.LeftOut, next.CacheMissing = leftOut, missing
 	prev = s.state.Store(next)
 	// Only now: a waiter released earlier would see the placeholder.
 	s.mu.Lock()
@@ -302,10 +347,72 @@ func (s *scanner) publishStore() (prev, next *views.Model) {
 func (s *scanner) rescanNow(name string) (prev, next *views.Model) {
 	s.workMu.Lock()
 	defer s.workMu.Unlock()
+	return s.rescanLocked(name, false)
+}
+
+// rescanStale is the state's rescan hook: an open found a repo's blob
+// not to be what the scan saw (a re-download replaced it, a folder was
+// swapped). It rescans the repo and stores the new model before it
+// returns (the caller, a FUSE request, then opens what the new scan saw);
+// the kernel hears of it from another goroutine. Opens arriving while a
+// rescan of the folder waits to start share it.
+func (s *scanner) rescanStale(folder string) {
+	s.rmu.Lock()
+	if f := s.stale[folder]; f != nil && !f.started {
+		s.rmu.Unlock()
+		<-f.done
+		return
+	}
+	f := &staleFlight{done: make(chan struct{})}
+	s.stale[folder] = f
+	s.rmu.Unlock()
+
+	s.workMu.Lock()
+	s.rmu.Lock()
+	f.started = true // from now on, a newcomer needs a scan of its own
+	s.rmu.Unlock()
+	prev, next := s.rescanLocked(folder, true)
+	s.workMu.Unlock()
+	s.rmu.Lock()
+	if s.stale[folder] == f {
+		delete(s.stale, folder)
+	}
+	s.rmu.Unlock()
+	close(f.done)
+	s.state.InvalidateLater(prev, next)
+}
+
+// rescanLocked rescans one entry (workMu held). For a stale open
+// (stale), a repo that was fine and now scans corrupted keeps its last
+// good view if that still resolves, as the refresher does, and a moved
+// ref stays settling; after a .trash change neither: what it did shows.
+func (s *scanner) rescanLocked(name string, stale bool) (prev, next *views.Model) {
 	fp := printEntry(s.cacheDir, name)
 	_, statErr := os.Lstat(s.cacheDir + "/" + name)
 	res := cachecore.ScanEntry(s.cacheDir, name)
+	keep := false
+	if stale && res.Repo() == nil && statErr == nil && isDir(s.cacheDir+"/"+name) {
+		s.mu.Lock()
+		old := s.scans[name]
+		s.mu.Unlock()
+		if old.Repo() != nil {
+			if why := s.keptViewBroken(old.Repo()); why == "" {
+				res, keep, fp = res.WithRepo(old.Repo()), true, entryPrint{}
+			} else {
+				s.drop(name, why)
+			}
+		}
+	}
 	s.mu.Lock()
+	switch {
+	case keep && !wasKept(s.kept, name):
+		s.kept = append(s.kept, name)
+	case !keep && wasKept(s.kept, name):
+		s.kept = removeName(s.kept, name) // the scan stands on its own now
+	}
+	if res.Repo() != nil && !keep || statErr != nil {
+		delete(s.dropped, name)
+	}
 	idx := -1
 	for i, n := range s.names {
 		if n == name {
@@ -323,7 +430,9 @@ func (s *scanner) rescanNow(name string) (prev, next *views.Model) {
 		}
 		s.scans[name], s.fingerprint[name] = res, fp
 	}
-	delete(s.settling, name) // what .trash did shows at once
+	if !stale {
+		delete(s.settling, name) // what .trash did shows at once
+	}
 	s.changed = true
 	s.mu.Unlock()
 	return s.publishStore()
@@ -382,12 +491,21 @@ func (s *scanner) refreshStore(only map[string]bool) (prev, next *views.Model) {
 	oldFP := s.fingerprint
 	names := s.names
 	s.mu.Unlock()
-	// The cache root is listed again only when it changed.
+	// The cache dir renamed or deleted: the mount shows no repo until a
+	// folder is at its path again, then everything is scanned afresh.
 	var root syscall.Stat_t
-	if err := syscall.Stat(s.cacheDir, &root); err != nil {
-		s.logf("refresh: %v", err)
+	rootState := s.checkRoot(&root)
+	switch rootState {
+	case rootGone:
+		return s.publishStore() // the empty model, once
+	case rootStillGone:
 		return nil, nil
+	case rootBack:
+		s.mu.Lock()
+		oldScans, oldFP, names = s.scans, s.fingerprint, s.names
+		s.mu.Unlock()
 	}
+	// The cache root is listed again only when it changed.
 	if rp := [4]int64{root.Mtim.Sec, root.Mtim.Nsec, root.Ctim.Sec, root.Ctim.Nsec}; rp != s.rootPrint {
 		var err error
 		if names, err = cachecore.ListEntries(s.cacheDir); err != nil {
@@ -400,7 +518,7 @@ func (s *scanner) refreshStore(only map[string]bool) (prev, next *views.Model) {
 	scans := make(map[string]cachecore.EntryScan, len(names))
 	fps := make(map[string]entryPrint, len(names))
 	var kept []string
-	changed := len(names) != len(oldScans)
+	changed := len(names) != len(oldScans) || rootState == rootBack
 	now := time.Now()
 	for _, name := range names {
 		old, had := oldScans[name]
@@ -436,11 +554,21 @@ func (s *scanner) refreshStore(only map[string]bool) (prev, next *views.Model) {
 		changed = true
 		res := cachecore.ScanEntry(s.cacheDir, name)
 		if res.Repo() == nil && had && old.Repo() != nil && isDir(s.cacheDir+"/"+name) {
-			res = res.WithRepo(old.Repo())
-			kept = append(kept, name)
-			fps[name] = entryPrint{} // look again next time
+			// Kept only while every folder its blobs are in still
+			// resolves as scanned, beneath the repo or the cache dir.
+			if why := s.keptViewBroken(old.Repo()); why == "" {
+				res = res.WithRepo(old.Repo())
+				kept = append(kept, name)
+				fps[name] = entryPrint{} // look again next time
+			} else {
+				s.drop(name, why)
+				s.settle(name, nil, fp.fp, now)
+			}
 		} else {
 			s.settle(name, res.Repo(), fp.fp, now)
+			if res.Repo() != nil {
+				s.undrop(name)
+			}
 		}
 		scans[name] = res
 	}
@@ -448,6 +576,12 @@ func (s *scanner) refreshStore(only map[string]bool) (prev, next *views.Model) {
 	for name := range s.settling {
 		if _, ok := scans[name]; !ok {
 			delete(s.settling, name) // the repo is gone
+		}
+	}
+	for name := range s.dropped {
+		if _, ok := scans[name]; !ok {
+			delete(s.dropped, name)
+			changed = true
 		}
 	}
 	s.mu.Unlock()
@@ -458,6 +592,113 @@ func (s *scanner) refreshStore(only map[string]bool) (prev, next *views.Model) {
 	s.names, s.scans, s.fingerprint, s.kept, s.changed = names, scans, fps, kept, true
 	s.mu.Unlock()
 	return s.publishStore()
+}
+
+// What checkRoot found.
+const (
+	rootSame      = iota // the folder the handle holds
+	rootGone             // missing since this poll: its empty model is to be published
+	rootStillGone        // missing, and already shown so
+	rootBack             // a folder is at the path again (or another one): reopened, to be scanned afresh
+)
+
+// checkRoot compares the folder at the cache dir's path with the one the
+// state's handle holds (workMu held). When a folder is at the path again,
+// or another one, the handle is reopened and the scans forgotten (every
+// entry is scanned afresh). root is the path's stat.
+func (s *scanner) checkRoot(root *syscall.Stat_t) int {
+	err := syscall.Stat(s.cacheDir, root)
+	if err == nil && root.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		err = syscall.ENOTDIR
+	}
+	if err == nil && [2]uint64{root.Dev, root.Ino} == s.rootID {
+		return rootSame
+	}
+	var h *safefs.Handle
+	if err == nil {
+		if h, err = safefs.OpenRoot(s.cacheDir); err == nil {
+			var st unix.Stat_t
+			if st, err = h.Fstat(); err == nil {
+				*root = syscall.Stat_t{}
+				err = syscall.Stat(s.cacheDir, root)
+				if err == nil && (root.Dev != st.Dev || root.Ino != st.Ino) {
+					err = syscall.EAGAIN // changed again meanwhile: next poll
+				}
+			}
+			if err != nil {
+				h.Close()
+				h = nil
+			}
+		}
+	}
+	s.mu.Lock()
+	wasMissing := s.missing != ""
+	if h == nil && wasMissing {
+		s.mu.Unlock()
+		return rootStillGone
+	}
+	s.names, s.scans, s.fingerprint, s.kept = nil, map[string]cachecore.EntryScan{}, map[string]entryPrint{}, nil
+	s.settling, s.dropped, s.heldViews = map[string]*settleState{}, map[string]string{}, map[string]heldView{}
+	s.rootPrint = [4]int64{}
+	s.changed = true
+	if h == nil {
+		s.missing = fmt.Sprintf("the cache directory %s is gone (%v) since %s: no repo is shown until a folder is at that path again",
+			s.cacheDir, err, time.Now().Format(time.RFC3339))
+	} else {
+		s.missing = ""
+	}
+	s.mu.Unlock()
+	if h == nil {
+		s.rootID = [2]uint64{}
+		s.state.SetRoot(nil) // every open is ENOENT from now on
+		s.logf("refresh: %s: the cache directory is gone (%v): showing no repo until it is back", s.cacheDir, err)
+		return rootGone
+	}
+	st, _ := h.Fstat()
+	s.rootID = [2]uint64{st.Dev, st.Ino}
+	s.state.SetRoot(h)
+	s.logf("refresh: %s: a cache directory is at the path again: scanning it afresh", s.cacheDir)
+	return rootBack
+}
+
+// keptViewBroken says why a repo's last good view can no longer be kept
+// ("" if it can): a folder its blobs are in no longer resolves beneath
+// the repo folder or the cache dir as scanned (a symlink swapped in, a
+// folder replaced or gone).
+func (s *scanner) keptViewBroken(repo *cachecore.RepoInfo) string {
+	err := s.state.WithRoot(func(root *safefs.Handle) error { return cachecore.CheckAnchor(root, repo) })
+	if err == nil {
+		return ""
+	}
+	what := "a folder of its blobs is not the one scanned"
+	if errors.Is(err, cachecore.ErrOutsideCache) {
+		what = "a folder of its blobs no longer resolves beneath the repo folder or the cache dir (a symlink on the way)"
+	}
+	return fmt.Sprintf("its last good view (kept while it is inconsistent) is dropped: %s (%v)", what, err)
+}
+
+// drop records why a repo's kept view was dropped (.status.json left_out).
+func (s *scanner) drop(name, why string) {
+	s.mu.Lock()
+	s.dropped[name] = why
+	s.mu.Unlock()
+	s.logf("refresh: %s: %s", name, why)
+}
+
+func (s *scanner) undrop(name string) {
+	s.mu.Lock()
+	delete(s.dropped, name)
+	s.mu.Unlock()
+}
+
+func removeName(list []string, name string) []string {
+	out := list[:0:0]
+	for _, n := range list {
+		if n != name {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // settle decides what by-ref shows of a repo whose refs moved since the

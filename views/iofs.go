@@ -9,6 +9,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hfcachefs/hfcachefs/cachecore"
+	"github.com/hfcachefs/hfcachefs/internal/safefs"
 )
 
 // FS presents a model as an io/fs.FS, so the tree can be checked with
@@ -17,6 +20,9 @@ import (
 type FS struct {
 	Model  *Model
 	Status func() []byte // content of .status.json
+	// Root is the cache dir's handle blobs are opened beneath; nil opens
+	// the model's cache dir for each open.
+	Root *safefs.Handle
 }
 
 var (
@@ -129,11 +135,42 @@ func (f FS) Open(name string) (fs.File, error) {
 		}
 		return &memFile{info: info, Reader: bytes.NewReader(data)}, nil
 	}
-	file, err := os.OpenFile(e.Real, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil, err
+	var fd int
+	switch {
+	case e.File != nil:
+		fd, err = f.openBlob(e.File)
+	case e.Role == RoleAssets:
+		fd, err = f.Model.OpenAsset(e.Real)
+	default: // a .trash receipt: the daemon's own state, not the cache
+		var file *os.File
+		if file, err = os.OpenFile(e.Real, os.O_RDONLY|syscall.O_NOFOLLOW, 0); err != nil {
+			return nil, err
+		}
+		return &blobFile{File: file, info: info}, nil
 	}
-	return &blobFile{File: file, info: info}, nil
+	if err != nil {
+		if errors.Is(err, cachecore.ErrOutsideCache) {
+			err = errors.Join(err, fs.ErrPermission)
+		}
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	_ = syscall.SetNonblock(fd, false)
+	return &blobFile{File: os.NewFile(uintptr(fd), e.Real), info: info}, nil
+}
+
+// openBlob opens a revision file's blob beneath the cache dir's handle
+// (cachecore.OpenBlob).
+func (f FS) openBlob(file *cachecore.FileInfo) (int, error) {
+	root := f.Root
+	if root == nil {
+		h, err := safefs.OpenRoot(f.Model.Info.CacheDir)
+		if err != nil {
+			return -1, err
+		}
+		defer h.Close()
+		root = h
+	}
+	return cachecore.OpenBlob(root, file)
 }
 
 type entryInfo struct {

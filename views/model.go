@@ -4,6 +4,7 @@
 package views
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hfcachefs/hfcachefs/cachecore"
+	"github.com/hfcachefs/hfcachefs/internal/safefs"
 )
 
 // Kind is the file type of an entry.
@@ -120,6 +122,15 @@ type Model struct {
 	types     map[string]*container
 	bySize    []bySizeLink
 	mountTime time.Time
+
+	// Set by whoever builds the model, before it is published (never
+	// after: a published model is read without a lock).
+	// LeftOut are repos left out beyond what the scan reports (a view kept
+	// while inconsistent that no longer resolves), with the reason.
+	LeftOut []LeftOut
+	// CacheMissing, when set, says the cache dir is gone (renamed or
+	// deleted): the model shows no repo.
+	CacheMissing string
 }
 
 type bySizeLink struct {
@@ -664,15 +675,56 @@ func (m *Model) fileEntry(rv *repoView, f *cachecore.FileInfo) Entry {
 		Atime: floatTime(b.Atime), Mtime: floatTime(b.Mtime), Ctime: floatTime(b.Ctime),
 		File: f, Real: f.BlobPath,
 	}
-	switch {
-	case b.Outside:
-		e.Denied = "resolves outside the cache directory"
-		e.Mode = 0
-	case b.Mode&syscall.S_IFMT != syscall.S_IFREG:
-		e.Denied = "the blob is not a regular file"
+	if e.Denied = Denied(f); e.Denied != "" {
 		e.Mode = 0
 	}
 	return e
+}
+
+// Denied says why a scanned file is never served ("" if it is): its blob
+// resolves outside the cache dir and outside its repo folder (a repo
+// folder that is a symlink is followed at the top only, and only if the
+// link is root's or its target's owner's), or it is no regular file.
+func Denied(f *cachecore.FileInfo) string {
+	b := f.Blob
+	switch {
+	case b == nil:
+		return "not scanned"
+	case b.Outside || b.Base == cachecore.BaseNone:
+		return "resolves outside the cache directory"
+	case b.Mode&syscall.S_IFMT != syscall.S_IFREG:
+		return "the blob is not a regular file"
+	}
+	return ""
+}
+
+// OpenAsset opens a file of the assets cache (real is an assets entry's
+// Real) read-only beneath a handle of the assets dir: no symlink on the
+// way, and it must be a regular file.
+func (m *Model) OpenAsset(real string) (int, error) {
+	dir := m.opts.AssetsDir
+	rel, ok := strings.CutPrefix(real, strings.TrimSuffix(dir, "/")+"/")
+	if dir == "" || !ok {
+		return -1, &os.PathError{Op: "open", Path: real, Err: syscall.EACCES}
+	}
+	h, err := safefs.OpenRoot(dir)
+	if err != nil {
+		return -1, err
+	}
+	defer h.Close()
+	fd, err := h.Open(rel, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		if errors.Is(err, safefs.ErrEscape) {
+			return -1, &os.PathError{Op: "open", Path: real, Err: syscall.EACCES}
+		}
+		return -1, err
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		syscall.Close(fd)
+		return -1, &os.PathError{Op: "open", Path: real, Err: syscall.EACCES}
+	}
+	return fd, nil
 }
 
 // assetEntry describes a path of the assets cache (real files, read-only;

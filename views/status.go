@@ -84,7 +84,10 @@ type StatusDoc struct {
 	IncompleteFiles  []cachecore.IncompleteDoc `json:"incomplete_files"`
 	KeptLastGoodView []string                  `json:"kept_last_good_view"`
 	Settling         []string                  `json:"settling"`
-	Mount            MountInfo                 `json:"mount"`
+	// CacheDirMissing says the cache dir is gone (renamed or deleted)
+	// while mounted: no repo is shown until a folder is at its path again.
+	CacheDirMissing string    `json:"cache_dir_missing,omitempty"`
+	Mount           MountInfo `json:"mount"`
 }
 
 // Status renders .status.json for this model. kept lists repo folders
@@ -96,7 +99,14 @@ func (m *Model) Status(mount MountInfo, kept, settling []string) []byte {
 		SizeOnDisk: m.Info.SizeOnDisk, SizeOnDiskStr: m.Info.SizeOnDiskStr(),
 		Warnings: []string{}, LeftOut: []LeftOut{}, Notices: append([]cachecore.Notice{}, m.Info.Notices...),
 		IncompleteFiles: []cachecore.IncompleteDoc{}, KeptLastGoodView: append([]string{}, kept...),
-		Settling: append([]string{}, settling...), Mount: mount,
+		Settling: append([]string{}, settling...), Mount: mount, CacheDirMissing: m.CacheMissing,
+	}
+	// Repos the mount left out beyond the scan's own reasons: one entry
+	// per repo, the scan's warning (if any) appended to the reason.
+	extra := map[string]int{}
+	for _, l := range m.LeftOut {
+		extra[l.Path] = len(doc.LeftOut)
+		doc.LeftOut = append(doc.LeftOut, l)
 	}
 	for _, r := range m.Info.Repos {
 		doc.Revisions += len(r.Revisions)
@@ -104,7 +114,12 @@ func (m *Model) Status(mount MountInfo, kept, settling []string) []byte {
 	for _, w := range m.Info.Warnings {
 		// Safe(): a mount serves nothing read from outside the cache.
 		doc.Warnings = append(doc.Warnings, w.Safe())
-		doc.LeftOut = append(doc.LeftOut, LeftOut{Path: w.RepoPath, Reason: "huggingface_hub reports it as corrupted: " + w.Safe()})
+		reason := "huggingface_hub reports it as corrupted: " + w.Safe()
+		if i, ok := extra[w.RepoPath]; ok {
+			doc.LeftOut[i].Reason += "; " + reason
+			continue
+		}
+		doc.LeftOut = append(doc.LeftOut, LeftOut{Path: w.RepoPath, Reason: reason})
 	}
 	for _, n := range m.Info.Notices {
 		if n.Kind == cachecore.NoticeScanError {
