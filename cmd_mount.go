@@ -18,7 +18,7 @@ import (
 var mountCommand = &command{
 	name:    "mount",
 	summary: "mount the cache as a filesystem of views (by-ref, by-commit, by-size, .trash)",
-	usage:   "MOUNTPOINT [--cache-dir DIR] [--read-only] [--allow-other] [--uid N] [--gid N] [--daemon] [--debug]",
+	usage:   "MOUNTPOINT [--cache-dir DIR] [--read-only] [--allow-other] [--uid N] [--gid N] [--nonempty] [--daemon] [--debug]",
 	help: `
 Mounts the Hugging Face cache on MOUNTPOINT:
 
@@ -36,7 +36,9 @@ size_on_disk. Paths follow ref changes within about two poll intervals.
 See docs/SEMANTICS.md for what each system call does.
 
 Runs in the foreground until SIGINT/SIGTERM (then unmounts, lazily if busy);
---daemon returns once the mount is ready. A mountpoint left dead by a killed
+--daemon returns once the mount is ready. MOUNTPOINT must be an empty folder
+(--nonempty allows a non-empty one) that is not a mount point already and
+does not hold the cache or assets directory; one left dead by a killed
 daemon is recovered. As root the mount is direct; other users need fusermount3.`,
 }
 
@@ -45,7 +47,7 @@ var unmountCommand = &command{
 	aliases: []string{"umount"},
 	summary: "unmount a mount (lazily if busy; also a dead one)",
 	usage:   "MOUNTPOINT",
-	help:    "Unmounts an hfcachefs mount, lazily if it is busy, and recovers a mountpoint left dead by a killed daemon.",
+	help:    "Unmounts an hfcachefs mount, lazily if it is busy, and recovers a mountpoint left dead by a killed daemon.\nRefuses any other mount (per /proc/self/mountinfo), even as root.",
 }
 
 func init() {

@@ -6,10 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -20,6 +20,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/hfcachefs/hfcachefs/cachecore"
 	hffs "github.com/hfcachefs/hfcachefs/fs"
@@ -40,6 +41,7 @@ type Options struct {
 	Workers      int
 	TrashHold    time.Duration
 	TrimAfter    time.Duration // idle time before the kernel is asked to forget inodes; 0 never
+	NonEmpty     bool          // mount over a folder that holds something
 }
 
 // AddFlags registers the mount flags.
@@ -55,6 +57,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.PollInterval, "poll-interval", time.Second, "how often the cache is checked for changes")
 	fs.IntVar(&o.Workers, "scan-workers", 4, "repos scanned in parallel")
 	fs.DurationVar(&o.TrashHold, "trash-hold", 0, "keep what .trash deletes aside this long (e.g. 24h), restorable; 0 deletes at once")
+	fs.BoolVar(&o.NonEmpty, "nonempty", false, "mount even if the mountpoint folder is not empty (the mount hides what it holds)")
 	fs.DurationVar(&o.TrimAfter, "trim-after", 10*time.Second, "once the mount has been idle this long, let the kernel forget idle inodes below repo folders and free their memory; 0 never")
 }
 
@@ -73,6 +76,8 @@ type Mount struct {
 	passthrough string
 	statusGen   uint64 // generation statusJSON was rendered for
 	statusTrims int    // and the number of trims
+	statusTrash uint64 // and the trash version
+	trasher     *trasher
 	statusJSON  []byte
 }
 
@@ -106,7 +111,7 @@ func Start(mountpoint string, o Options, logger *log.Logger) (*Mount, error) {
 	if assetsDir, err = cachecore.ResolveDir(assetsDir, cachecore.OSEnv); err != nil {
 		return nil, err
 	}
-	mp, err := prepareMountpoint(mountpoint, cacheDir)
+	mp, err := prepareMountpoint(mountpoint, cacheDir, assetsDir, o.NonEmpty)
 	if err != nil {
 		return nil, err
 	}
@@ -138,6 +143,13 @@ func Start(mountpoint string, o Options, logger *log.Logger) (*Mount, error) {
 			return nil, err
 		}
 		viewOpts.Receipts = store.Names
+		// Deletions a killed daemon (or CLI) left staged are finished, or
+		// rolled back, before anything of the cache is listed.
+		if recs, err := store.Recover(func(msg string) { logger.Printf("recovery: %s", msg) }); err != nil {
+			logger.Printf("recovery: %v", err)
+		} else if len(recs) > 0 {
+			logger.Printf("recovery: %d interrupted deletion(s) finished or rolled back", len(recs))
+		}
 	} else if o.TrashHold > 0 {
 		return nil, fmt.Errorf("--trash-hold needs .trash, which --read-only mounts do not have")
 	}
@@ -158,10 +170,23 @@ func Start(mountpoint string, o Options, logger *log.Logger) (*Mount, error) {
 	state := hffs.NewState(first, fsOpts)
 	state.SetWaiters(sc.waitRepo, sc.waitFull, sc.isPending)
 	sc.state = state
+	// Every blob is opened beneath this handle of the cache dir (and the
+	// refresher notices the cache dir renamed or deleted by it).
+	if err := sc.openRoot(); err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			state.SetRoot(nil) // a failed start keeps no handle of the cache
+		}
+	}()
+	state.SetRescan(sc.rescanStale)
 	m.state, m.scanner = state, sc
 	var tr *trasher
 	if store != nil {
-		tr = &trasher{m: m, store: store, logf: logger.Printf, held: make(chan struct{}, 1)}
+		tr = &trasher{m: m, store: store, logf: logger.Printf, holdWake: make(chan struct{}, 1), running: map[string]*views.TrashProgress{}}
+		m.trasher = tr
 		state.SetTrasher(tr)
 		m.info.TrashStateDir, m.info.TrashHold, m.info.TrashHoldDir = store.StateDir, o.TrashHold.String(), store.HoldRoot
 	}
@@ -223,6 +248,7 @@ func Start(mountpoint string, o Options, logger *log.Logger) (*Mount, error) {
 		go tr.purgeLoop(ctx)
 	}
 	state.StartTrimmer(ctx, o.TrimAfter, raw.SupportsPrune())
+	started = true
 	return m, nil
 }
 
@@ -257,13 +283,19 @@ func (m *Mount) status() []byte {
 	trim := m.state.TrimInfo()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.statusJSON != nil && m.statusGen == model.Gen && m.statusTrims == trim.Runs {
+	var trashInfo views.TrashInfo
+	var trashVersion uint64
+	if m.trasher != nil {
+		trashInfo, trashVersion = m.trasher.info()
+	}
+	if m.statusJSON != nil && m.statusGen == model.Gen && m.statusTrims == trim.Runs && m.statusTrash == trashVersion {
 		return m.statusJSON
 	}
 	info := m.info
 	info.Passthrough = m.passthrough
 	info.Trim = trim
-	m.statusJSON, m.statusGen, m.statusTrims = model.Status(info, m.scanner.keptRepos(), m.scanner.settlingRefs()), model.Gen, trim.Runs
+	info.Trash = trashInfo
+	m.statusJSON, m.statusGen, m.statusTrims, m.statusTrash = model.Status(info, m.scanner.keptRepos(), m.scanner.settlingRefs()), model.Gen, trim.Runs, trashVersion
 	return m.statusJSON
 }
 
@@ -279,10 +311,19 @@ func (m *Mount) Wait() {
 	m.cancel()
 }
 
-// Unmount unmounts, lazily if the mount is busy.
+// Unmount unmounts, lazily if the mount is busy; it refuses if the
+// mountpoint's top mount is no longer an hfcachefs one (something was
+// mounted over it).
 func (m *Mount) Unmount() error {
 	m.cancel()
-	err := m.server.Unmount()
+	entries, err := readMountinfo()
+	if err != nil {
+		return fmt.Errorf("unmount %s: %w", m.Mountpoint, err)
+	}
+	if err := checkOurMount(entries, m.Mountpoint); err != nil {
+		return err
+	}
+	err = m.server.Unmount()
 	if err != nil {
 		if lerr := Unmount(m.Mountpoint); lerr == nil {
 			return nil
@@ -303,93 +344,129 @@ func parseID(s, flag string) (*uint32, error) {
 	return &id, nil
 }
 
-// prepareMountpoint checks the mountpoint, recovering one left dead by a
-// killed daemon, and refuses one inside the cache directory.
-func prepareMountpoint(mountpoint, cacheDir string) (string, error) {
-	abs, err := filepath.Abs(mountpoint)
+// prepareMountpoint resolves and checks the mountpoint: an empty folder
+// (unless nonempty) that is no mount point, recovering one left dead by a
+// killed daemon, neither inside nor above the cache or assets directory.
+func prepareMountpoint(mountpoint, cacheDir, assetsDir string, nonempty bool) (string, error) {
+	entries, err := readMountinfo()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("mountpoint %s: %w", mountpoint, err)
 	}
+	real, err := resolveMountpoint(mountpoint, entries)
+	if err != nil {
+		return "", fmt.Errorf("mountpoint %s: %w", mountpoint, err)
+	}
+	// Mountinfo first: a mount point of another file system is refused
+	// without a stat (which could hang on it). The loop recovers dead
+	// hfcachefs mounts, stacked ones too (older versions stacked them).
 	var st syscall.Stat_t
-	if err := syscall.Stat(abs, &st); err == syscall.ENOTCONN {
-		if uerr := Unmount(abs); uerr != nil {
-			return "", fmt.Errorf("mountpoint %s is a dead mount (transport endpoint is not connected) and unmounting it failed: %v", abs, uerr)
+	for i := 0; ; i++ {
+		e := topMountAt(entries, real)
+		if e == nil {
+			break
 		}
-	} else if err != nil {
-		return "", fmt.Errorf("mountpoint %s: %w", abs, err)
+		if i == 16 {
+			return "", fmt.Errorf("mountpoint %s: too many mounts stacked on it", real)
+		}
+		if e.FSType != ourFSType {
+			return "", fmt.Errorf("mountpoint %s is already a mount point (%s %s mount): unmount it first or pick another folder", real, article(e.FSType), e.FSType)
+		}
+		// statfs, not stat: stat may answer from the attribute cache
+		// after the daemon died.
+		var sfs syscall.Statfs_t
+		if err := syscall.Statfs(real, &sfs); err != syscall.ENOTCONN {
+			return "", fmt.Errorf("mountpoint %s is already an hfcachefs mount: 'hfcachefs unmount %s' stops it, or pick another folder", real, real)
+		}
+		if uerr := Unmount(real); uerr != nil {
+			return "", fmt.Errorf("mountpoint %s is a dead mount (transport endpoint is not connected) and unmounting it failed: %v", real, uerr)
+		}
+		if entries, err = readMountinfo(); err != nil {
+			return "", fmt.Errorf("mountpoint %s: %w", real, err)
+		}
 	}
-	real, err := filepath.EvalSymlinks(abs)
-	if err != nil {
-		return "", fmt.Errorf("mountpoint %s: %w", abs, err)
+	if err := syscall.Stat(real, &st); err != nil {
+		return "", fmt.Errorf("mountpoint %s: %w", real, err)
 	}
-	if real == cacheDir || strings.HasPrefix(real, cacheDir+"/") {
-		return "", fmt.Errorf("mountpoint %s is inside the cache directory %s: huggingface_hub would see the mount as part of its cache", abs, cacheDir)
+	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		return "", fmt.Errorf("mountpoint %s is not a directory", real)
 	}
-	fi, err := os.Stat(real)
-	if err != nil {
-		return "", err
+	if within(real, cacheDir) {
+		return "", fmt.Errorf("mountpoint %s is inside the cache directory %s: huggingface_hub would see the mount as part of its cache", real, cacheDir)
 	}
-	if !fi.IsDir() {
-		return "", fmt.Errorf("mountpoint %s is not a directory", abs)
+	if within(cacheDir, real) {
+		return "", fmt.Errorf("mountpoint %s contains the cache directory %s: the mount would hide its own cache", real, cacheDir)
+	}
+	if within(real, assetsDir) {
+		return "", fmt.Errorf("mountpoint %s is inside the assets directory %s: assets/ would show the mount inside itself", real, assetsDir)
+	}
+	if within(assetsDir, real) {
+		return "", fmt.Errorf("mountpoint %s contains the assets directory %s: the mount would hide the assets it shows", real, assetsDir)
+	}
+	if !nonempty {
+		empty, err := isEmptyDir(real)
+		if err != nil {
+			return "", fmt.Errorf("mountpoint %s: %w", real, err)
+		}
+		if !empty {
+			return "", fmt.Errorf("mountpoint %s is not empty: the mount would hide what it holds (pass --nonempty to mount over it anyway)", real)
+		}
 	}
 	return real, nil
 }
 
-// Unmount unmounts a mountpoint: directly as root (lazily if busy), with
+// within reports whether path is dir or below it (both clean, absolute).
+func within(path, dir string) bool {
+	return dir == "/" || path == dir || strings.HasPrefix(path, dir+"/")
+}
+
+func isEmptyDir(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if err == io.EOF {
+		return true, nil
+	}
+	return len(names) == 0, err
+}
+
+// Unmount unmounts an hfcachefs mount, and nothing else (per
+// /proc/self/mountinfo): directly as root (lazily if busy), with
 // fusermount3 otherwise.
 func Unmount(mountpoint string) error {
-	if os.Geteuid() == 0 {
-		err := syscall.Unmount(mountpoint, 0)
-		if err == syscall.EBUSY || err == syscall.ENOTCONN {
-			err = syscall.Unmount(mountpoint, syscall.MNT_DETACH)
-		}
-		if err == nil || err == syscall.EINVAL && !isMounted(mountpoint) {
-			if err != nil {
-				return fmt.Errorf("%s is not mounted", mountpoint)
-			}
-			return nil
-		}
+	entries, err := readMountinfo()
+	if err != nil {
 		return fmt.Errorf("unmount %s: %w", mountpoint, err)
 	}
-	out, err := exec.Command("fusermount3", "-u", mountpoint).CombinedOutput()
+	mp, err := resolveMountpoint(mountpoint, entries)
 	if err != nil {
-		out2, err2 := exec.Command("fusermount3", "-uz", mountpoint).CombinedOutput()
+		return fmt.Errorf("unmount %s: %w", mountpoint, err)
+	}
+	if err := checkOurMount(entries, mp); err != nil {
+		return err
+	}
+	if os.Geteuid() == 0 {
+		// NOFOLLOW: unmount the path checked, even if it became a symlink.
+		err := unix.Unmount(mp, unix.UMOUNT_NOFOLLOW)
+		if err == unix.EBUSY || err == unix.ENOTCONN {
+			err = unix.Unmount(mp, unix.UMOUNT_NOFOLLOW|unix.MNT_DETACH)
+		}
+		if err == unix.EINVAL && !isMounted(mp) {
+			return fmt.Errorf("%s is not mounted", mp)
+		}
+		if err != nil {
+			return fmt.Errorf("unmount %s: %w", mp, err)
+		}
+		return nil
+	}
+	out, err := exec.Command("fusermount3", "-u", mp).CombinedOutput()
+	if err != nil {
+		out2, err2 := exec.Command("fusermount3", "-uz", mp).CombinedOutput()
 		if err2 != nil {
-			return fmt.Errorf("fusermount3 -u %s: %s%s", mountpoint, out, out2)
+			return fmt.Errorf("fusermount3 -u %s: %s%s", mp, out, out2)
 		}
 	}
 	return nil
-}
-
-// isMounted reports whether a path is a mountpoint (per /proc/self/mountinfo).
-func isMounted(path string) bool {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) > 4 && unescapeMountinfo(fields[4]) == path {
-			return true
-		}
-	}
-	return false
-}
-
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
