@@ -43,6 +43,7 @@ func runRestore(env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	housekeeping(env, dir)
 	store, err := trash.Open(dir, 0, env.lookupEnv)
 	if err != nil {
 		return err

@@ -85,5 +85,8 @@ func runScan(env *cliEnv, args []string) error {
 	if n := len(info.IncompleteFiles); n > 0 {
 		fmt.Fprintln(env.stdout, paint(o.color, ansiGray, fmt.Sprintf("Found %d incomplete download(s) totalling %s. Remove them with 'hfcachefs prune'.", n, formatSize(info.IncompleteSizeOnDisk()))))
 	}
+	if h := cache.held; h.receipts > 0 {
+		fmt.Fprintln(env.stdout, paint(o.color, ansiGray, fmt.Sprintf("%d .trash receipt(s) hold %s aside (--trash-hold) until they expire: 'hfcachefs restore' lists them.", h.receipts, formatSize(h.bytes))))
+	}
 	return nil
 }

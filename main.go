@@ -185,7 +185,10 @@ func parseFlags(fs *pflag.FlagSet, args []string) error {
 }
 
 // cacheDirOption is --cache-dir, shared by every cache command.
-type cacheDirOption struct{ dir string }
+type cacheDirOption struct {
+	dir  string
+	held held // what .trash holds keep, as housekeeping found it
+}
 
 func (o *cacheDirOption) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.dir, "cache-dir", "", "the hub cache directory (default: from HF_HUB_CACHE, HF_HOME, ... as huggingface_hub)")
@@ -201,6 +204,7 @@ func (o *cacheDirOption) path(env *cliEnv) string {
 
 // scan runs the scan, with the CLI's wording for a missing cache.
 func (o *cacheDirOption) scan(env *cliEnv) (*cachecore.CacheInfo, error) {
+	o.held = housekeeping(env, o.path(env))
 	info, err := cachecore.Scan(o.path(env))
 	var nd *cachecore.NotADirectoryError
 	if errors.As(err, &nd) {

@@ -208,6 +208,21 @@ func (st *Staged) step(kind, p string) error {
 	return nil
 }
 
+// Discard undoes a Stage that moved nothing (every path was missing):
+// its journals and staging folders go.
+func (st *Staged) Discard() {
+	for _, t := range st.txs {
+		if t.repo != nil {
+			st.rollback(t)
+		} else {
+			_ = t.jdir.Remove(t.staged + ".json")
+			t.close()
+		}
+	}
+	st.txs = nil
+	st.root.Close()
+}
+
 // Close releases what Stage holds without finishing (Finish closes too).
 func (st *Staged) Close() {
 	for _, t := range st.txs {
@@ -270,16 +285,19 @@ func writeJournal(dir *safefs.Handle, name string, j *journal) (*os.File, error)
 const journalTmp = ".tmp"
 
 // removeStrayJournal removes a journal a kill left half-written (nobody
-// holds its lock): nothing of its transaction had moved.
-func removeStrayJournal(dir *safefs.Handle, name string) {
+// holds its lock): nothing of its transaction had moved. It reports
+// whether it did.
+func removeStrayJournal(dir *safefs.Handle, name string) bool {
 	fd, err := dir.Open(name, unix.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
-		return
+		return false
 	}
 	defer unix.Close(fd)
-	if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil {
-		_ = dir.Remove(name)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Uid != uint32(os.Geteuid()) && st.Uid != 0 {
+		return false // not ours to judge
 	}
+	return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil && dir.Remove(name) == nil
 }
 
 // stageRepo moves a whole repo out of the cache in one rename: into
@@ -1063,7 +1081,9 @@ func finishStaged(root *safefs.Handle, log func(string), only map[string]bool) (
 			if err == nil {
 				for _, e := range entries {
 					if strings.HasSuffix(e, ".json"+journalTmp) {
-						removeStrayJournal(sdir, e)
+						if removeStrayJournal(sdir, e) {
+							out = append(out, Recovered{ID: strings.TrimSuffix(e, ".json"+journalTmp), Repo: n, RolledBack: true, Report: &ExecuteReport{}})
+						}
 						continue
 					}
 					if id, ok := strings.CutSuffix(e, ".json"); ok {
@@ -1189,7 +1209,9 @@ func finishWhole(root *safefs.Handle, logf func(string, ...any)) []Recovered {
 			continue
 		}
 		if strings.HasSuffix(n, ".json"+journalTmp) {
-			removeStrayJournal(locks, n)
+			if removeStrayJournal(locks, n) {
+				out = append(out, Recovered{ID: n, RolledBack: true, Report: &ExecuteReport{}})
+			}
 			continue
 		}
 		if id, ok := strings.CutSuffix(strings.TrimPrefix(n, stagingPrefix), ".json"); ok {

@@ -4,11 +4,16 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/hanwen/go-fuse/v2/fuse"
+
 	"github.com/hfcachefs/hfcachefs/cachecore"
+	hffs "github.com/hfcachefs/hfcachefs/fs"
 	"github.com/hfcachefs/hfcachefs/trash"
 	"github.com/hfcachefs/hfcachefs/views"
 )
@@ -16,17 +21,39 @@ import (
 // trasher carries out .trash for a mount: deletions with the cache's
 // delete strategy scoped to one repo, receipts, restores.
 type trasher struct {
-	m     *Mount
-	store *trash.Store
-	logf  func(string, ...any)
-	held  chan struct{} // a new hold: the purge loop looks at its expiry
+	m        *Mount
+	store    *trash.Store
+	logf     func(string, ...any)
+	holdWake chan struct{} // a new hold: the purge loop looks at its expiry
+
+	mu      sync.Mutex // protects the following
+	running map[string]*views.TrashProgress
+	last    *views.TrashProgress
+	version uint64    // bumped on every change, so .status.json renders again
+	heldAt  time.Time // the receipts folder's mtime when held was summed
+	held    [2]int64  // bytes and receipts holds keep
 }
 
+// Trash deletes what src shows: planned from a fresh scan of its repo,
+// checked against what the caller could delete by themselves, staged out
+// of the cache before the rename returns, finished in the background.
 func (t *trasher) Trash(ctx context.Context, src views.Entry, newName string, noReplace bool) (prev, next *views.Model, errno syscall.Errno) {
-	if t.store.Exists(newName) {
-		return nil, nil, syscall.EEXIST
+	if len(newName) > 255 {
+		return nil, nil, hffs.Errno(cachecore.ErrNameTooLong)
 	}
-	info := t.m.state.Model().Info
+	if t.store.Exists(newName) {
+		return nil, nil, hffs.Errno(cachecore.ErrReceiptExists)
+	}
+	// Never on a stale view: the plan comes from the repo as it is now.
+	prev, fresh := t.m.scanner.rescanNow(src.Loc.Folder)
+	if prev == nil {
+		prev = t.m.state.Model()
+	}
+	if fresh == nil {
+		fresh = t.m.state.Model()
+	}
+	next = fresh
+	info := fresh.Info
 	var repo *cachecore.RepoInfo
 	for _, r := range info.Repos {
 		if r.FolderName() == src.Loc.Folder {
@@ -34,38 +61,161 @@ func (t *trasher) Trash(ctx context.Context, src views.Entry, newName string, no
 		}
 	}
 	if repo == nil {
-		return nil, nil, syscall.ENOENT
+		return prev, next, syscall.ENOENT
 	}
 	sel := cachecore.Selection{Repo: repo, Revisions: repo.Revisions}
 	if src.Role == views.RoleRevision {
 		rev := repo.Revision(src.Loc.Commit)
 		if rev == nil {
-			return nil, nil, syscall.ENOENT
+			return prev, next, syscall.ENOENT
 		}
 		sel.Revisions = []*cachecore.RevisionInfo{rev}
 	}
-	_, err := t.store.Trash(info, sel, newName, cachecore.ExecuteOptions{
+	plan := info.PlanDeletion([]cachecore.Selection{sel})
+	if caller, ok := fuse.FromContext(ctx); ok && caller.Uid != 0 {
+		cred := cachecore.CredOfPid(caller.Uid, caller.Gid, caller.Pid)
+		if err := plan.CheckCaller(cred); err != nil {
+			t.logf("trash %s: refused for uid %d: %v", newName, caller.Uid, err)
+			return prev, next, hffs.Errno(err)
+		}
+	}
+	also := alsoRemoved(src, sel)
+	progress := &views.TrashProgress{Name: newName, Repo: repo.CacheID(), State: trash.StatePending, Started: time.Now(), AlsoRemoved: also}
+	r, staged, err := t.store.Trash(plan, newName, cachecore.ExecuteOptions{
 		LockTimeout: 10 * time.Second,
 		Log:         func(msg string) { t.logf("trash %s: %s", newName, msg) },
 		BeforeStep:  stepDelay(t.logf),
+		Progress: func(done, total int) {
+			t.mu.Lock()
+			progress.BlobsDone, progress.Blobs = done, total
+			t.version++
+			t.mu.Unlock()
+		},
 	})
 	// Whatever happened on disk, the views show it now.
-	prev, next = t.m.scanner.rescanNow(src.Loc.Folder)
+	if _, after := t.m.scanner.rescanNow(src.Loc.Folder); after != nil {
+		next = after
+	}
+	if err != nil && staged == nil {
+		t.logf("trash %s: %v", newName, err)
+		return prev, next, hffs.Errno(err)
+	}
+	if len(also) > 0 {
+		t.logf("trash %s: also removed %s (they named the same revision)", newName, strings.Join(also, ", "))
+	}
+	t.mu.Lock()
+	progress.State, progress.Blobs = trash.StateDeleting, staged.Blobs()
+	t.running[newName] = progress
+	t.version++
+	t.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		t.complete(r, staged, progress, src.Loc.Folder)
+		close(done)
+	}()
 	if err != nil {
 		t.logf("trash %s: %v", newName, err)
-		return prev, next, errnoOf(err)
 	}
+	// A small deletion is over before mv returns; a large one goes on in
+	// the background (.status.json and the receipt show its progress),
+	// so the kernel's rename lock is never held for long.
 	select {
-	case t.held <- struct{}{}:
-	default:
+	case <-done:
+	case <-time.After(syncBudget):
 	}
 	return prev, next, 0
+}
+
+// syncBudget is how long a .trash rename waits for its deletion to end
+// before answering and letting it finish in the background.
+const syncBudget = 150 * time.Millisecond
+
+// complete finishes a staged deletion off the request path.
+func (t *trasher) complete(r *trash.Receipt, staged *cachecore.Staged, progress *views.TrashProgress, folder string) {
+	r, err := t.store.Complete(r, staged)
+	now := time.Now()
+	t.mu.Lock()
+	progress.State, progress.BytesFreed, progress.Skipped, progress.Finished = r.State, r.BytesFreed, len(r.Skipped), &now
+	if err != nil {
+		progress.State, progress.Error = "failed", err.Error()
+	}
+	delete(t.running, progress.Name)
+	t.last = progress
+	t.version++
+	t.mu.Unlock()
+	if err != nil {
+		t.logf("trash %s: %v", r.Name, err)
+	} else {
+		t.logf("trash %s: %s, %s freed, %d skipped", r.Name, r.State, r.BytesFreedStr, len(r.Skipped))
+	}
+	// The blobs are gone: the repo's notices (orphans) change.
+	t.m.scanner.state.InvalidateLater(t.m.scanner.rescanNow(folder))
+	select {
+	case t.holdWake <- struct{}{}:
+	default:
+	}
+}
+
+// alsoRemoved lists the refs a move takes beyond the one it named: every
+// ref of a trashed revision goes with it.
+func alsoRemoved(src views.Entry, sel cachecore.Selection) []string {
+	var out []string
+	for _, rev := range sel.Revisions {
+		for _, ref := range rev.Refs {
+			if ref != src.Loc.ViaRef {
+				out = append(out, "refs/"+ref)
+			}
+		}
+	}
+	if src.Role == views.RoleRepo {
+		return nil // a whole repo: nothing beyond what was named
+	}
+	return out
+}
+
+// info is the trash section of .status.json, and its version.
+func (t *trasher) info() (views.TrashInfo, uint64) {
+	changed := t.ReceiptsChanged()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !changed.Equal(t.heldAt) || changed.IsZero() {
+		// Summed again only when a receipt came, went or changed.
+		bytes, count := t.store.Held()
+		t.held, t.heldAt = [2]int64{bytes, int64(count)}, changed
+	}
+	out := views.TrashInfo{Running: []views.TrashProgress{}, HeldBytes: t.held[0], HeldCount: int(t.held[1])}
+	for _, p := range t.running {
+		out.Running = append(out.Running, *p)
+	}
+	sort.Slice(out.Running, func(i, j int) bool { return out.Running[i].Started.Before(out.Running[j].Started) })
+	if t.last != nil {
+		l := *t.last
+		out.Last = &l
+	}
+	return out, t.version
+}
+
+// wait blocks until no deletion runs in the background (unmount, tests).
+func (t *trasher) wait(ctx context.Context) bool {
+	for {
+		t.mu.Lock()
+		n := len(t.running)
+		t.mu.Unlock()
+		if n == 0 {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 func (t *trasher) Restore(ctx context.Context, name string, dst views.Loc, newName string) (prev, next *views.Model, errno syscall.Errno) {
 	r, err := t.store.Get(name)
 	if err != nil {
-		return nil, nil, errnoOf(err)
+		return nil, nil, hffs.Errno(err)
 	}
 	// A revision goes back into its repo's by-commit/, a repo into the
 	// folder it was shown in.
@@ -83,7 +233,7 @@ func (t *trasher) Restore(ctx context.Context, name string, dst views.Loc, newNa
 	prev, next = t.m.scanner.rescanNow(r.RepoFolder)
 	if err != nil {
 		t.logf("restore %s: %v", name, err)
-		return prev, next, errnoOf(err)
+		return prev, next, hffs.Errno(err)
 	}
 	return prev, next, 0
 }
@@ -96,11 +246,11 @@ func parentPath(id string) string {
 }
 
 func (t *trasher) Drop(ctx context.Context, name string) syscall.Errno {
-	return errnoOf(t.store.Drop(name))
+	return hffs.Errno(t.store.Drop(name))
 }
 
 func (t *trasher) Forget(ctx context.Context, name string) syscall.Errno {
-	return errnoOf(t.store.Forget(name))
+	return hffs.Errno(t.store.Forget(name))
 }
 
 func (t *trasher) ReceiptsChanged() time.Time {
@@ -126,27 +276,9 @@ func (t *trasher) purgeLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
-		case <-t.held:
+		case <-t.holdWake:
 		}
 	}
-}
-
-func errnoOf(err error) syscall.Errno {
-	if err == nil {
-		return 0
-	}
-	var errno syscall.Errno
-	switch {
-	case errors.As(err, &errno):
-		return errno
-	case errors.Is(err, os.ErrNotExist):
-		return syscall.ENOENT
-	case errors.Is(err, os.ErrExist):
-		return syscall.EEXIST
-	case errors.Is(err, os.ErrPermission):
-		return syscall.EACCES
-	}
-	return syscall.EIO
 }
 
 // stepDelay lets crash tests kill a .trash deletion between two steps:

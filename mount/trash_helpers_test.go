@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -448,4 +449,15 @@ next:
 		out[p] = v
 	}
 	return out
+}
+
+// trWaitTrashIdle waits until the mount's .status.json shows no deletion
+// running in the background (a .trash move answers once the revision is
+// out of the cache; its blobs may still be going).
+func trWaitTrashIdle(t *testing.T, mp string) {
+	t.Helper()
+	poll(t, trDeadline, "the background deletions end", func() (bool, string) {
+		doc, _ := readStatus(t, mp)
+		return len(doc.Mount.Trash.Running) == 0, fmt.Sprintf("running: %+v", doc.Mount.Trash.Running)
+	})
 }

@@ -27,6 +27,8 @@ const (
 	StateHeld     = "held"     // moved aside until HoldUntil; restorable
 	StateRestored = "restored" // put back
 	StatePurged   = "purged"   // the hold expired: gone for good
+	StatePending  = "pending"  // written before anything moved
+	StateDeleting = "deleting" // out of the cache; blobs still going
 )
 
 // ReceiptRevision is one revision a receipt covers.
@@ -81,17 +83,8 @@ var ErrNoHold = errors.New("nothing is held for this receipt (deleted at once, p
 // folder: a hub folder that is a mount root, or whose parent is not
 // writable, is refused.
 func Open(cacheDir string, hold time.Duration, env cachecore.Env) (*Store, error) {
-	sum := sha256.Sum256([]byte(cacheDir))
-	id := hex.EncodeToString(sum[:8])
-	stateHome, ok := env("XDG_STATE_HOME")
-	if !ok || stateHome == "" {
-		home, _ := env("HOME")
-		if home == "" {
-			home, _ = os.UserHomeDir()
-		}
-		stateHome = filepath.Join(home, ".local", "state")
-	}
-	s := &Store{CacheDir: cacheDir, StateDir: filepath.Join(stateHome, "hfcachefs", id), Hold: hold, dropped: map[string]bool{}}
+	s := &Store{CacheDir: cacheDir, StateDir: stateDir(cacheDir, env), Hold: hold, dropped: map[string]bool{}}
+	id := filepath.Base(s.StateDir)
 	if isWithin(s.StateDir, cacheDir) {
 		return nil, fmt.Errorf("the trash state folder %s would be inside the cache %s: set XDG_STATE_HOME elsewhere", s.StateDir, cacheDir)
 	}
@@ -117,8 +110,54 @@ func Open(cacheDir string, hold time.Duration, env cachecore.Env) (*Store, error
 		if err := os.MkdirAll(s.HoldRoot, 0o700); err != nil {
 			return nil, fmt.Errorf("--trash-hold: %w", err)
 		}
+		// The parent may be writable by others (a shared cache's folder):
+		// a hold folder someone else made, or a symlink planted there,
+		// would receive the deleted files.
+		for _, p := range []string{filepath.Dir(s.HoldRoot), s.HoldRoot} {
+			if err := ownFolder(p); err != nil {
+				return nil, fmt.Errorf("--trash-hold: %w", err)
+			}
+		}
 	}
 	return s, nil
+}
+
+// ownFolder checks that p is a real folder of this user that nobody else
+// may write.
+func ownFolder(p string) error {
+	var st syscall.Stat_t
+	if err := syscall.Lstat(p, &st); err != nil {
+		return err
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR || st.Uid != uint32(os.Geteuid()) || st.Mode&0o022 != 0 {
+		return fmt.Errorf("%s is not a folder of this user that only it may write (owner %d, mode %o): refusing to hold deleted files there", p, st.Uid, st.Mode&0o7777)
+	}
+	return nil
+}
+
+// OpenExisting opens the store of a cache only if it has one already (a
+// read command must not create state for a cache it merely looks at).
+func OpenExisting(cacheDir string, env cachecore.Env) (*Store, bool) {
+	dir := stateDir(cacheDir, env)
+	if fi, err := os.Stat(filepath.Join(dir, "receipts")); err != nil || !fi.IsDir() {
+		return nil, false
+	}
+	return &Store{CacheDir: cacheDir, StateDir: dir, dropped: map[string]bool{}}, true
+}
+
+// stateDir is where a cache's receipts are kept.
+func stateDir(cacheDir string, env cachecore.Env) string {
+	sum := sha256.Sum256([]byte(cacheDir))
+	id := hex.EncodeToString(sum[:8])
+	stateHome, ok := env("XDG_STATE_HOME")
+	if !ok || stateHome == "" {
+		home, _ := env("HOME")
+		if home == "" {
+			home, _ = os.UserHomeDir()
+		}
+		stateHome = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(stateHome, "hfcachefs", id)
 }
 
 func isWithin(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
@@ -185,6 +224,7 @@ func (s *Store) write(r *Receipt) error {
 	path := s.receiptFile(r.Name)
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		_ = os.Remove(tmp) // a full disk leaves no half receipt behind
 		return err
 	}
 	return os.Rename(tmp, path)
@@ -196,47 +236,207 @@ func (s *Store) Exists(name string) bool {
 	return ok
 }
 
-// Trash deletes (or, with a hold, moves aside) one selection of one repo
-// and writes its receipt under name.
-func (s *Store) Trash(info *cachecore.CacheInfo, sel cachecore.Selection, name string, opts cachecore.ExecuteOptions) (*Receipt, error) {
+// nameMax is NAME_MAX: a receipt is a folder of the mount.
+const nameMax = 255
+
+// Trash starts deleting (or, with a hold, moving aside) one selection of
+// one repo under name: the receipt is written first (state pending: if
+// it cannot be, nothing is touched), then the selection is staged out of
+// the cache (refs re-read now, snapshots moved in one rename each). The
+// caller finishes the rest with Complete, in the background if it likes.
+func (s *Store) Trash(plan *cachecore.DeleteStrategy, name string, opts cachecore.ExecuteOptions) (*Receipt, *cachecore.Staged, error) {
+	if len(name) > nameMax {
+		return nil, nil, fmt.Errorf("%q: %w", name, cachecore.ErrNameTooLong)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, err := os.Stat(s.receiptFile(name)); err == nil || s.dropped[name] {
-		return nil, fmt.Errorf("%q is already in .trash: %w", name, os.ErrExist)
+		return nil, nil, fmt.Errorf("%q: %w", name, cachecore.ErrReceiptExists)
 	}
-	plan := info.PlanDeletion([]cachecore.Selection{sel})
+	sels := plan.Selections()
+	if len(sels) != 1 {
+		return nil, nil, fmt.Errorf("a receipt covers one repo, the plan has %d", len(sels))
+	}
+	sel := sels[0]
 	now := time.Now().UTC()
 	r := &Receipt{
 		Name: name, RepoID: sel.Repo.RepoID, RepoType: sel.Repo.RepoType, RepoFolder: sel.Repo.FolderName(),
 		WholeRepo: len(plan.Repos) > 0, Refs: nonNil(plan.Refs), Snapshots: nonNil(plan.Snapshots),
-		Blobs: nonNil(plan.Blobs), Repos: nonNil(plan.Repos), BytesFreed: plan.ExpectedFreedSize,
-		BytesFreedStr: plan.ExpectedFreedSizeStr(), When: now, State: StateDeleted, CacheDir: s.CacheDir,
+		// The blobs are listed once they are gone (the journal in the
+		// cache has the plan's): a 40,000-blob receipt written twice
+		// while mv waits is time the rename lock is held.
+		Blobs: []string{}, Repos: nonNil(plan.Repos), BytesFreed: plan.ExpectedFreedSize,
+		BytesFreedStr: plan.ExpectedFreedSizeStr(), When: now, State: StatePending, CacheDir: s.CacheDir,
+		Note: "staging: nothing is deleted until the snapshot has left the cache",
 	}
 	for _, rev := range sel.Revisions {
 		r.Revisions = append(r.Revisions, ReceiptRevision{Commit: rev.CommitHash, Refs: append([]string{}, rev.Refs...)})
 	}
 	if s.Hold > 0 {
 		until := now.Add(s.Hold)
-		r.State, r.HoldUntil = StateHeld, &until
+		r.HoldUntil = &until
 		r.HeldIn = filepath.Join(s.HoldRoot, fmt.Sprintf("%d-%s", now.UnixNano(), hex.EncodeToString([]byte(name))[:min(16, 2*len(name))]))
-		r.Note = "held until " + until.Format(time.RFC3339) + ": the space is freed only when the hold expires (or this receipt is removed)"
 		opts.MoveTo = r.HeldIn
 	}
-	rep, err := plan.Execute(opts)
-	if rep != nil {
-		r.Skipped = rep.Skipped
+	// Written before anything moves: a full state file system refuses
+	// the deletion with the cache untouched.
+	if err := s.write(r); err != nil {
+		return nil, nil, fmt.Errorf("writing the receipt: %w", err)
 	}
-	if err != nil && (rep == nil || len(rep.Deleted) == 0) {
-		// Nothing went: no receipt (the rename fails with the error).
-		if r.HeldIn != "" {
-			_ = os.Remove(r.HeldIn) // only if the failure left it empty
+	opts.Receipt = name
+	staged, err := plan.Stage(opts)
+	if staged == nil || len(staged.Report().Deleted) == 0 {
+		if staged != nil {
+			if err == nil {
+				staged.Discard() // nothing moved: no journal stays
+			} else {
+				staged.Close()
+			}
 		}
-		return nil, err
+		_ = os.Remove(s.receiptFile(name))
+		if err == nil {
+			err = fmt.Errorf("nothing to delete: %w", os.ErrNotExist)
+		}
+		return nil, nil, err
 	}
+	r.State = StateDeleting
+	r.Note = "deleting in the background: bytes_freed is the plan's until it is done"
+	s.staged(r, staged.Report())
+	_ = s.write(r) // pending says the same to a later start
+	return r, staged, err
+}
+
+// staged narrows the receipt to what staging really moved.
+func (s *Store) staged(r *Receipt, rep *cachecore.ExecuteReport) {
+	went := map[string]bool{}
+	for _, p := range rep.Deleted {
+		went[p] = true
+	}
+	keep := func(l []string) []string {
+		out := []string{}
+		for _, p := range l {
+			if went[p] {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	r.Refs, r.Snapshots, r.Repos = keep(r.Refs), keep(r.Snapshots), keep(r.Repos)
+	r.Skipped = append(r.Skipped[:0], rep.Skipped...)
+}
+
+// Complete finishes a staged deletion and writes the receipt as it ended:
+// the blobs that went, the bytes really freed (or held), what was skipped.
+func (s *Store) Complete(r *Receipt, staged *cachecore.Staged) (*Receipt, error) {
+	rep, err := staged.Finish()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, statErr := os.Stat(s.receiptFile(r.Name)); s.dropped[r.Name] || statErr != nil {
+		// Dropped (rm .trash/NAME) while it ran: what it holds goes too,
+		// and no receipt comes back.
+		if r.HeldIn != "" {
+			_ = os.RemoveAll(r.HeldIn)
+		}
+		return r, err
+	}
+	s.finished(r, rep, err)
 	if werr := s.write(r); werr != nil && err == nil {
 		err = werr
 	}
 	return r, err
+}
+
+func (s *Store) finished(r *Receipt, rep *cachecore.ExecuteReport, err error) {
+	s.staged(r, rep)
+	r.Blobs = append([]string{}, rep.Blobs...)
+	r.BytesFreed = rep.BytesFreed
+	r.BytesFreedStr = cachecore.FormatSize(rep.BytesFreed)
+	r.State, r.Note = StateDeleted, ""
+	if r.HeldIn != "" {
+		r.State = StateHeld
+		r.Note = "held until " + r.HoldUntil.Format(time.RFC3339) + ": the space is freed only when the hold expires (or this receipt is removed)"
+	}
+	if len(rep.Skipped) > 0 {
+		r.Note = strings.TrimSpace(r.Note + " " + fmt.Sprintf("%d path(s) skipped: see skipped", len(rep.Skipped)))
+	}
+	if err != nil {
+		r.Note = strings.TrimSpace(r.Note + " stopped: " + err.Error())
+	}
+}
+
+// Recover finishes the deletions an earlier run was stopped in the middle
+// of (cachecore.FinishStaged) and brings their receipts up to date: one
+// rolled back (no revision had gone) loses its receipt.
+func (s *Store) Recover(log func(string)) ([]cachecore.Recovered, error) {
+	recs, err := cachecore.FinishStaged(s.CacheDir, log)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, rec := range recs {
+		if rec.Receipt == "" {
+			continue
+		}
+		r, rerr := readReceipt(s.receiptFile(rec.Receipt))
+		if rerr != nil || (r.State != StatePending && r.State != StateDeleting) {
+			continue
+		}
+		if rec.RolledBack {
+			_ = os.Remove(s.receiptFile(rec.Receipt))
+			continue
+		}
+		// The receipt already says what went before the restart (refs,
+		// snapshots, a whole repo); the recovery adds the blobs.
+		rep := rec.Report
+		r.Blobs = append([]string{}, rep.Blobs...)
+		if !r.WholeRepo {
+			r.BytesFreed = rep.BytesFreed
+			r.BytesFreedStr = cachecore.FormatSize(r.BytesFreed)
+		}
+		r.Skipped = append(r.Skipped, rep.Skipped...)
+		r.State, r.Note = StateDeleted, ""
+		if r.HeldIn != "" {
+			r.State = StateHeld
+		}
+		if rec.Err != nil {
+			r.Note = "stopped: " + rec.Err.Error()
+		}
+		r.Note = strings.TrimSpace(r.Note + " (finished after a restart)")
+		_ = s.write(r)
+	}
+	// A receipt still pending with no journal left was never staged.
+	files, _ := filepath.Glob(filepath.Join(s.StateDir, "receipts", "*.json"))
+	for _, f := range files {
+		if r, err := readReceipt(f); err == nil && r.State == StatePending && time.Since(r.When) > time.Minute && !s.journalled(r.Name) {
+			_ = os.Remove(f)
+		}
+	}
+	return recs, err
+}
+
+// journalled reports whether a transaction of the cache names the receipt.
+func (s *Store) journalled(name string) bool {
+	files, _ := filepath.Glob(filepath.Join(s.CacheDir, "*", cachecore.StagingDir, "*.json"))
+	more, _ := filepath.Glob(filepath.Join(s.CacheDir, ".locks", ".hfcachefs-deleting-*.json"))
+	for _, f := range append(files, more...) {
+		var j struct {
+			Receipt string `json:"receipt"`
+		}
+		if data, err := os.ReadFile(f); err == nil && json.Unmarshal(data, &j) == nil && j.Receipt == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Held sums what holds keep: their bytes and receipts.
+func (s *Store) Held() (bytes int64, receipts int) {
+	files, _ := filepath.Glob(filepath.Join(s.StateDir, "receipts", "*.json"))
+	for _, f := range files {
+		if r, err := readReceipt(f); err == nil && r.State == StateHeld {
+			bytes += r.BytesFreed
+			receipts++
+		}
+	}
+	return bytes, receipts
 }
 
 func nonNil(l []string) []string { return append([]string{}, l...) }
