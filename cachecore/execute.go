@@ -755,7 +755,25 @@ const blobBatch = 256
 // removeBlobs removes the journal's blobs that no remaining snapshot links
 // to, each under its download lock. Only what went is counted.
 func removeBlobs(root *safefs.Handle, t *tx, opts ExecuteOptions, rep *ExecuteReport, step func(string, string) error, logf func(string, ...any), progress func()) error {
-	lockDir := ".locks/" + t.j.Repo
+	// One handle of each folder for the whole transaction: the blobs
+	// folder as it was when the deletion began (a symlink swapped in for
+	// it later is never followed), and the repo's download locks.
+	locks, err := root.Mkdir(".locks/"+t.j.Repo, 0o777)
+	if err != nil {
+		return err
+	}
+	defer locks.Close()
+	blobsDir, err := t.repo.OpenDir("blobs")
+	if err != nil {
+		for _, etag := range t.j.Blobs {
+			p := t.repoPath + "/blobs/" + etag
+			rep.Skipped = append(rep.Skipped, Skipped{"blob", p, err.Error()})
+			progress()
+		}
+		logf("Left %d blob(s) in place: %v", len(t.j.Blobs), err)
+		return nil
+	}
+	defer blobsDir.Close()
 	blobs := t.j.Blobs
 	for len(blobs) > 0 {
 		batch := blobs[:min(blobBatch, len(blobs))]
@@ -767,7 +785,7 @@ func removeBlobs(root *safefs.Handle, t *tx, opts ExecuteOptions, rep *ExecuteRe
 		var got []held
 		var waitFor []string
 		for _, etag := range batch {
-			unlock, err := lockFile(root, lockDir, etag+".lock", 0)
+			unlock, err := lockIn(locks, etag+".lock", 0)
 			if err != nil {
 				waitFor = append(waitFor, etag)
 				continue
@@ -776,7 +794,7 @@ func removeBlobs(root *safefs.Handle, t *tx, opts ExecuteOptions, rep *ExecuteRe
 		}
 		// A blob whose lock is held waits its turn, alone.
 		for _, etag := range waitFor {
-			unlock, err := lockFile(root, lockDir, etag+".lock", opts.LockTimeout)
+			unlock, err := lockIn(locks, etag+".lock", opts.LockTimeout)
 			if err != nil {
 				p := t.repoPath + "/blobs/" + etag
 				rep.Skipped = append(rep.Skipped, Skipped{"blob", p, err.Error()})
@@ -801,7 +819,7 @@ func removeBlobs(root *safefs.Handle, t *tx, opts ExecuteOptions, rep *ExecuteRe
 		var stepErr error
 		for _, h := range got {
 			if stepErr == nil {
-				stepErr = removeBlob(t, h.etag, linked, rep, step, logf)
+				stepErr = removeBlob(t, blobsDir, h.etag, linked, rep, step, logf)
 				progress()
 			}
 			h.unlock()
@@ -813,7 +831,7 @@ func removeBlobs(root *safefs.Handle, t *tx, opts ExecuteOptions, rep *ExecuteRe
 	return nil
 }
 
-func removeBlob(t *tx, etag string, linked map[string]bool, rep *ExecuteReport, step func(string, string) error, logf func(string, ...any)) error {
+func removeBlob(t *tx, blobsDir *safefs.Handle, etag string, linked map[string]bool, rep *ExecuteReport, step func(string, string) error, logf func(string, ...any)) error {
 	p := t.repoPath + "/blobs/" + etag
 	if linked[etag] {
 		rep.Skipped = append(rep.Skipped, Skipped{"blob", p, "a snapshot links to it again"})
@@ -823,14 +841,13 @@ func removeBlob(t *tx, etag string, linked map[string]bool, rep *ExecuteReport, 
 	if err := step("blob", p); err != nil {
 		return err
 	}
-	st, err := t.repo.Stat("blobs/" + etag)
+	st, err := blobsDir.Stat(etag)
 	if errors.Is(err, syscall.ENOENT) {
 		rep.Missing = append(rep.Missing, p)
 		logf("Couldn't delete blob: file not found (%s)", p)
 		return nil
 	}
 	if err != nil {
-		// blobs/ swapped for a symlink, say: this blob stays, the rest go on.
 		rep.Skipped = append(rep.Skipped, Skipped{"blob", p, err.Error()})
 		logf("Left blob in place: %v (%s)", err, p)
 		return nil
@@ -843,9 +860,9 @@ func removeBlob(t *tx, etag string, linked map[string]bool, rep *ExecuteReport, 
 		if _, err := mkdirIn(t.jdir, t.staged+"/blobs"); err != nil {
 			return err
 		}
-		err = t.repo.Rename("blobs/"+etag, t.jdir, t.staged+"/blobs/"+etag, unix.RENAME_NOREPLACE)
+		err = blobsDir.Rename(etag, t.jdir, t.staged+"/blobs/"+etag, unix.RENAME_NOREPLACE)
 	} else {
-		err = t.repo.Remove("blobs/" + etag)
+		err = blobsDir.Remove(etag)
 	}
 	if err != nil {
 		reason := err.Error()
@@ -980,15 +997,10 @@ func walkLinks(fd int, rel string, depth int, out map[string]bool) {
 	}
 }
 
-// lockFile takes dir/name (beneath the cache handle) the way
+// lockIn takes the lock file name in the folder d the way
 // huggingface_hub's filelock does (flock, mode 0664), waiting up to
 // timeout (0: not at all).
-func lockFile(root *safefs.Handle, dir, name string, timeout time.Duration) (func(), error) {
-	d, err := root.Mkdir(dir, 0o777)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
+func lockIn(d *safefs.Handle, name string, timeout time.Duration) (func(), error) {
 	fd, err := d.Open(name, unix.O_RDWR|unix.O_CREAT, 0o664)
 	if err != nil {
 		return nil, err

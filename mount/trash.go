@@ -44,8 +44,11 @@ func (t *trasher) Trash(ctx context.Context, src views.Entry, newName string, no
 	if t.store.Exists(newName) {
 		return nil, nil, hffs.Errno(cachecore.ErrReceiptExists)
 	}
-	// Never on a stale view: the plan comes from the repo as it is now.
-	prev, fresh := t.m.scanner.rescanNow(src.Loc.Folder)
+	// Never on a stale view: the plan comes from the repo as it is now
+	// (its scan, checked or made again; refs are read again as they go).
+	t0 := time.Now()
+	prev, fresh := t.m.scanner.planScan(src.Loc.Folder)
+	tScan := time.Since(t0)
 	if prev == nil {
 		prev = t.m.state.Model()
 	}
@@ -81,6 +84,7 @@ func (t *trasher) Trash(ctx context.Context, src views.Entry, newName string, no
 	}
 	also := alsoRemoved(src, sel)
 	progress := &views.TrashProgress{Name: newName, Repo: repo.CacheID(), State: trash.StatePending, Started: time.Now(), AlsoRemoved: also}
+	t1 := time.Now()
 	r, staged, err := t.store.Trash(plan, newName, cachecore.ExecuteOptions{
 		LockTimeout: 10 * time.Second,
 		Log:         func(msg string) { t.logf("trash %s: %s", newName, msg) },
@@ -93,6 +97,8 @@ func (t *trasher) Trash(ctx context.Context, src views.Entry, newName string, no
 		},
 	})
 	// Whatever happened on disk, the views show it now.
+	tStage := time.Since(t1)
+	t2 := time.Now()
 	if _, after := t.m.scanner.rescanNow(src.Loc.Folder); after != nil {
 		next = after
 	}
@@ -108,6 +114,7 @@ func (t *trasher) Trash(ctx context.Context, src views.Entry, newName string, no
 	t.running[newName] = progress
 	t.version++
 	t.mu.Unlock()
+	t3 := time.Now()
 	done := make(chan struct{})
 	go func() {
 		t.complete(r, staged, progress, src.Loc.Folder)
@@ -123,12 +130,14 @@ func (t *trasher) Trash(ctx context.Context, src views.Entry, newName string, no
 	case <-done:
 	case <-time.After(syncBudget):
 	}
+	t.logf("trash %s: answered after %v (fresh scan %v, plan to staged %v, views %v)", newName,
+		time.Since(t0).Round(time.Millisecond), tScan.Round(time.Millisecond), tStage.Round(time.Millisecond), t3.Sub(t2).Round(time.Millisecond))
 	return prev, next, 0
 }
 
 // syncBudget is how long a .trash rename waits for its deletion to end
 // before answering and letting it finish in the background.
-const syncBudget = 150 * time.Millisecond
+const syncBudget = 100 * time.Millisecond
 
 // complete finishes a staged deletion off the request path.
 func (t *trasher) complete(r *trash.Receipt, staged *cachecore.Staged, progress *views.TrashProgress, folder string) {

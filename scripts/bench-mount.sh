@@ -17,12 +17,17 @@
 #            and once the mount has been idle past --trim-after (TRIM_AFTER,
 #            the default 10s): the kernel forgot the walk's inodes; with the
 #            walk's time after that trim, the first walk's and a warm one's
+#   6 trash  mv of a TRASH_FILES-file revision (default 40,000) into .trash
+#            until mv returns, vs a plain mv of the same snapshot folder and
+#            an rm -rf of it with its blobs on the native disk; and the time
+#            until the background deletion has ended (.status.json)
 #
 # Usage: scripts/bench-mount.sh            (as root for drop_caches; from any directory)
 #
 # Environment:
 #   RUNS=5          timed runs of each measurement (medians)
-#   PARTS="blob walk ref ready rss"   the parts to run
+#   PARTS="blob walk ref ready rss trash"   the parts to run
+#   TRASH_FILES=40000  files of the revision part 6 trashes
 #   REPOS=2000 REVISIONS=3 FILES=30 SEED=1   size of the generated walk cache
 #   BENCH_CACHE=DIR use this existing cache for parts 2-5 instead of generating one
 #                   (part 3 rewrites one refs/main of it and puts it back)
@@ -38,7 +43,8 @@ set -euo pipefail
 export LC_ALL=C # '.' as the decimal separator in $EPOCHREALTIME and awk
 
 RUNS=${RUNS:-5}
-PARTS=${PARTS:-blob walk ref ready rss}
+PARTS=${PARTS:-blob walk ref ready rss trash}
+TRASH_FILES=${TRASH_FILES:-40000}
 REPOS=${REPOS:-2000}
 REVISIONS=${REVISIONS:-3}
 FILES=${FILES:-30}
@@ -52,7 +58,7 @@ KEEP=${KEEP:-0}
 BENCH_CACHE=${BENCH_CACHE:-}
 HFCACHEFS_BIN=${HFCACHEFS_BIN:-}
 
-for v in RUNS REPOS REVISIONS FILES SEED RAND_COLD RAND_WARM REF_CHANGES; do
+for v in RUNS REPOS REVISIONS FILES SEED RAND_COLD RAND_WARM REF_CHANGES TRASH_FILES; do
 	if ! [[ ${!v} =~ ^[0-9]+$ ]] || ((${!v} < 1)); then
 		echo "bench-mount: $v must be a positive integer, not '${!v}'" >&2
 		exit 2
@@ -60,8 +66,8 @@ for v in RUNS REPOS REVISIONS FILES SEED RAND_COLD RAND_WARM REF_CHANGES; do
 done
 REF_CHANGES=$(((REF_CHANGES + 1) / 2 * 2)) # even: the ref ends where it started
 for p in $PARTS; do
-	case $p in blob | walk | ref | ready | rss) ;; *)
-		echo "bench-mount: unknown part '$p' in PARTS (blob walk ref ready rss)" >&2
+	case $p in blob | walk | ref | ready | rss | trash) ;; *)
+		echo "bench-mount: unknown part '$p' in PARTS (blob walk ref ready rss trash)" >&2
 		exit 2
 		;;
 	esac
@@ -466,6 +472,64 @@ if want rss; then
 			"$(calc %.2f "$(elapsed "$t2" "$t3")") s" "$(calc %.2f "$(elapsed "$t0" "$t1")")" "$(calc %.2f "$(elapsed "$t3" "$t4")")"
 		unmount_fs "$m5" "$mount_pid"
 	done
+fi
+
+# ---------------------------------------------------------------- 6 trash
+if want trash; then
+	log "part 6: a $TRASH_FILES-file revision into .trash, $RUNS times ..."
+	big=$(printf 'b%.0s' $(seq 40)) keep=$(printf 'c%.0s' $(seq 40))
+	tpl=$tmp/trash-tpl/hub
+	python3 - "$tpl" "$big" "$keep" "$TRASH_FILES" <<'PY'
+import hashlib, os, sys
+hub, big, keep, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+repo = os.path.join(hub, "models--bench--trash")
+os.makedirs(repo + "/blobs"); os.makedirs(repo + "/refs")
+for rev, count in ((big, n), (keep, 3)):
+    d = f"{repo}/snapshots/{rev}"
+    os.makedirs(d)
+    for i in range(count):
+        etag = hashlib.sha1(f"{rev}/{i}".encode()).hexdigest()
+        with open(f"{repo}/blobs/{etag}", "w") as f:
+            f.write(f"blob {i}\n")
+        os.symlink(f"../../blobs/{etag}", f"{d}/f{i}")
+with open(f"{repo}/refs/main", "w") as f:
+    f.write(keep)
+PY
+	t_mv=() t_done=() t_ren=() t_rm=()
+	for ((i = 1; i <= RUNS; i++)); do
+		c6=$tmp/trash-run/hub
+		rm -rf "$tmp/trash-run"
+		mkdir -p "$tmp/trash-run" && cp -a "$tpl" "$c6"
+		# Native baselines: one rename of the snapshot folder, and rm -rf of
+		# it and of its blobs (what deleting the revision costs without us).
+		snap=$c6/models--bench--trash/snapshots/$big
+		t0=$EPOCHREALTIME; mv "$snap" "$tmp/trash-run/moved"; t1=$EPOCHREALTIME
+		mv "$tmp/trash-run/moved" "$snap"
+		t_ren+=("$(elapsed "$t0" "$t1")")
+		cp -a "$c6/models--bench--trash" "$tmp/trash-run/copy"
+		t0=$EPOCHREALTIME
+		(cd "$tmp/trash-run/copy" && find "snapshots/$big" -type l -printf '%l\n' | sed 's|^../../||' | xargs rm -f && rm -rf "snapshots/$big")
+		t1=$EPOCHREALTIME
+		t_rm+=("$(elapsed "$t0" "$t1")")
+		m6=$tmp/mnt-trash
+		mount_fs "$m6" "$c6" "XDG_STATE_HOME=$tmp/trash-run/state"
+		until [[ $(status_field "$m6" revisions) == 2 ]]; do sleep 0.02; done
+		t0=$EPOCHREALTIME
+		mv "$m6/models/bench/trash/by-commit/$big" "$m6/.trash/big$i"
+		t1=$EPOCHREALTIME
+		until grep -q '"running": \[\]' "$m6/.status.json" && grep -q '"state": "deleted"' "$m6/.status.json"; do sleep 0.02; done
+		t2=$EPOCHREALTIME
+		t_mv+=("$(elapsed "$t0" "$t1")") t_done+=("$(elapsed "$t0" "$t2")")
+		unmount_fs "$m6" "$mount_pid"
+	done
+	add '%-40s %13s %13s %7s' "6 trash a $TRASH_FILES-file revision" "native" "hfcachefs" "ratio"
+	add '%-40s %11s s %11s s %7s  < 1 s %s   (%s)' "  mv into .trash returns vs rename" "$(calc %.4f "$(median "${t_ren[@]}")")" \
+		"$(calc %.3f "$(median "${t_mv[@]}")")" "" "$(verdict_le "$(median "${t_mv[@]}")" 1)" "$(minmax "${t_mv[@]}")"
+	add '%-40s %11s s %11s s %7s   (%s)' "  deletion ended vs rm of it natively" "$(calc %.3f "$(median "${t_rm[@]}")")" \
+		"$(calc %.3f "$(median "${t_done[@]}")")" "$(calc %.2fx "$(median "${t_done[@]}")/$(median "${t_rm[@]}")")" "$(minmax "${t_done[@]}")"
+	runs_lines+=("$(printf '%-14s%s' "trash mv" "$(fmt_runs "${t_mv[@]}")")")
+	runs_lines+=("$(printf '%-14s%s' "trash done" "$(fmt_runs "${t_done[@]}")")")
+	rm -rf "$tmp/trash-run" "$tmp/trash-tpl"
 fi
 
 # ---------------------------------------------------------------- report

@@ -35,8 +35,9 @@ func ForceWalk(on bool) { noOpenat2.Store(on) }
 // Handle is an open directory (O_PATH): the root relative paths are
 // resolved beneath.
 type Handle struct {
-	fd   int
-	path string // for messages only: never resolved again
+	fd       int
+	path     string // for messages only: never resolved again
+	borrowed bool   // another Handle's fd: Close leaves it open
 }
 
 // Fd is the handle's descriptor (valid until Close).
@@ -47,7 +48,7 @@ func (h *Handle) Path() string { return h.path }
 
 // Close releases the handle.
 func (h *Handle) Close() error {
-	if h == nil || h.fd < 0 {
+	if h == nil || h.fd < 0 || h.borrowed {
 		return nil
 	}
 	err := syscall.Close(h.fd)
@@ -199,6 +200,11 @@ func (h *Handle) parent(rel string) (*Handle, string, error) {
 	dir, base := ".", rel
 	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
 		dir, base = rel[:i], rel[i+1:]
+	}
+	if dir == "." {
+		// An entry of h itself: no need to open h again (a 40,000-blob
+		// deletion stats and unlinks each beneath one handle).
+		return &Handle{fd: h.fd, path: h.path, borrowed: true}, base, nil
 	}
 	d, err := h.OpenDir(dir)
 	if err != nil {
