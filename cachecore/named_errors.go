@@ -27,4 +27,7 @@ var (
 	ErrNameTooLong error = &codedError{"name longer than 255 bytes", syscall.ENAMETOOLONG}
 	// ErrReceiptExists: the name is taken in .trash.
 	ErrReceiptExists error = &codedError{"already in .trash", syscall.EEXIST}
+	// ErrNoHold: a receipt with nothing held to restore (deleted at once,
+	// purged or restored already).
+	ErrNoHold error = &codedError{"nothing is held for this receipt (deleted at once, purged or restored)", syscall.EPERM}
 )

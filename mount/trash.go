@@ -237,7 +237,7 @@ func (t *trasher) Restore(ctx context.Context, name string, dst views.Loc, newNa
 	}
 	_, _, err = t.store.Restore(name)
 	if errors.Is(err, trash.ErrNoHold) {
-		return nil, nil, syscall.EPERM
+		return nil, nil, hffs.Errno(err) // nothing changed: no rescan
 	}
 	prev, next = t.m.scanner.rescanNow(r.RepoFolder)
 	if err != nil {

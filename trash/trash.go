@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -76,7 +75,7 @@ type Store struct {
 }
 
 // ErrNoHold is returned by Restore for a receipt with nothing held.
-var ErrNoHold = errors.New("nothing is held for this receipt (deleted at once, purged or restored)")
+var ErrNoHold = cachecore.ErrNoHold
 
 // Open prepares the store of a cache (cacheDir resolved). With hold > 0
 // the hold area must be on the cache's file system outside the hub
