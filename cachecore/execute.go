@@ -470,8 +470,11 @@ func (st *Staged) stageRevisions(sel Selection, plan *DeleteStrategy) (*tx, erro
 			continue
 		}
 		if err != nil {
-			st.rep.Skipped = append(st.rep.Skipped, Skipped{"ref", refPath, err.Error()})
-			continue
+			// A ref that cannot be read beneath the repo (refs/ swapped
+			// for a symlink, say) might name the commit: deleting the
+			// snapshot could leave it pointing at nothing.
+			st.rollback(t)
+			return nil, fmt.Errorf("%s: refs/%s cannot be read safely (%v): nothing deleted: %w", repo.RepoPath, name, err, ErrChanged)
 		}
 		if !trashed[commit] {
 			st.rep.Skipped = append(st.rep.Skipped, Skipped{"ref", refPath, "moved to " + commit + " since the plan: left in place"})
@@ -490,8 +493,11 @@ func (st *Staged) stageRevisions(sel Selection, plan *DeleteStrategy) (*tx, erro
 	}
 	// A ref that moved onto a trashed commit meanwhile would be left
 	// pointing at nothing: give up instead.
-	if name, commit := refNaming(rh, trashed); name != "" {
+	if name, commit, err := refNaming(rh, trashed); err != nil || name != "" {
 		st.rollback(t)
+		if err != nil {
+			return nil, fmt.Errorf("%s: the refs cannot be checked (%v): nothing deleted: %w", repo.RepoPath, err, ErrChanged)
+		}
 		return nil, fmt.Errorf("%s: refs/%s now points to %s, which was to be deleted: nothing deleted: %w", repo.RepoPath, name, commit, ErrChanged)
 	}
 
@@ -899,34 +905,52 @@ func readRef(h *safefs.Handle, rel string) (string, error) {
 }
 
 // refNaming finds a ref (under refs/, beneath the repo handle) whose
-// content names one of the commits.
-func refNaming(repo *safefs.Handle, commits map[string]bool) (string, string) {
-	var walk func(rel string) (string, string)
-	walk = func(rel string) (string, string) {
+// content names one of the commits. Anything that cannot be read (a
+// folder swapped for a symlink, an unreadable ref) is an error: what it
+// holds might name one.
+func refNaming(repo *safefs.Handle, commits map[string]bool) (string, string, error) {
+	var walk func(rel string, depth int) (string, string, error)
+	walk = func(rel string, depth int) (string, string, error) {
 		names, err := repo.ReadDir(rel)
-		if err != nil {
-			return "", ""
+		if errors.Is(err, syscall.ENOENT) && rel == "refs" {
+			return "", "", nil // no refs at all
+		}
+		if err != nil || depth > 64 {
+			return "", "", fmt.Errorf("listing %s: %v", rel, err)
 		}
 		for _, n := range names {
 			p := rel + "/" + n
 			st, err := repo.Stat(p)
+			if errors.Is(err, syscall.ENOENT) {
+				continue // gone since the listing
+			}
 			if err != nil {
-				continue
+				return "", "", err
 			}
 			switch st.Mode & unix.S_IFMT {
 			case unix.S_IFDIR:
-				if name, c := walk(p); name != "" {
-					return name, c
+				if name, c, err := walk(p, depth+1); err != nil || name != "" {
+					return name, c, err
 				}
 			case unix.S_IFREG:
-				if c, err := readRef(repo, p); err == nil && commits[c] {
-					return strings.TrimPrefix(p, "refs/"), c
+				c, err := readRef(repo, p)
+				if errors.Is(err, syscall.ENOENT) {
+					continue
 				}
+				if err != nil {
+					return "", "", err
+				}
+				if commits[c] {
+					return strings.TrimPrefix(p, "refs/"), c, nil
+				}
+			case unix.S_IFLNK:
+				// huggingface_hub reads through it; we never follow one.
+				return "", "", fmt.Errorf("%s is a symlink", p)
 			}
 		}
-		return "", ""
+		return "", "", nil
 	}
-	return walk("refs")
+	return walk("refs", 0)
 }
 
 // blobEtag maps a blob path of the plan to its name in the repo's own
@@ -955,32 +979,45 @@ func linkedEtags(repo *safefs.Handle) (map[string]bool, error) {
 	if err != nil {
 		return nil, err
 	}
-	walkLinks(fd, "snapshots", 0, out)
+	if err := walkLinks(fd, "snapshots", 0, out); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
 // walkLinks lists an open folder (and closes it), recording where its
-// symlinks lead; sub-folders are opened beneath it with O_NOFOLLOW.
-func walkLinks(fd int, rel string, depth int, out map[string]bool) {
+// symlinks lead; sub-folders are opened beneath it with O_NOFOLLOW. A
+// folder that cannot be listed or opened (swapped meanwhile) is an error:
+// what it holds might link to a blob.
+func walkLinks(fd int, rel string, depth int, out map[string]bool) error {
 	f := os.NewFile(uintptr(fd), rel)
 	defer f.Close()
-	entries, _ := f.ReadDir(-1)
+	entries, err := f.ReadDir(-1)
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", rel, err)
+	}
 	buf := make([]byte, 4096)
 	for _, e := range entries {
 		name := e.Name()
 		switch {
 		case e.IsDir():
 			if depth > 128 {
-				continue
+				return fmt.Errorf("%s: nested too deep", rel)
 			}
 			sub, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-			if err == nil {
-				walkLinks(sub, rel+"/"+name, depth+1, out)
+			if err != nil {
+				return fmt.Errorf("opening %s/%s: %w", rel, name, err)
+			}
+			if err := walkLinks(sub, rel+"/"+name, depth+1, out); err != nil {
+				return err
 			}
 		case e.Type()&os.ModeSymlink != 0:
 			n, err := unix.Readlinkat(fd, name, buf)
 			if err != nil {
-				continue
+				if err == unix.ENOENT {
+					continue
+				}
+				return fmt.Errorf("reading %s/%s: %w", rel, name, err)
 			}
 			target := string(buf[:n])
 			if strings.HasPrefix(target, "/") {
@@ -995,6 +1032,7 @@ func walkLinks(fd int, rel string, depth int, out map[string]bool) {
 			}
 		}
 	}
+	return nil
 }
 
 // lockIn takes the lock file name in the folder d the way

@@ -357,14 +357,21 @@ func (s *repoScanner) scan() (*RepoInfo, error) {
 	if len(refsByHash) > 0 {
 		const format = "Reference(s) refer to missing commit hashes: %s (%s)."
 		err := &CorruptedCacheError{Message: fmt.Sprintf(format, pyDictOfSets(refsByHash), repoPath)}
-		if len(s.outsideRefs) > 0 {
-			safe := map[string][]string{}
-			for hash, names := range refsByHash {
-				if target, ok := s.outsideRefs[hash]; ok {
-					hash = "<the content of " + target + ", outside the cache: not shown>"
-				}
-				safe[hash] = append(safe[hash], names...)
+		// What a mount may show other users: a ref read from outside the
+		// cache is named, not quoted; and since a folder swapped between
+		// the check and the read can still lead outside, nothing that is
+		// not a commit hash is quoted either.
+		safe := map[string][]string{}
+		redacted := false
+		for hash, names := range refsByHash {
+			if target, ok := s.outsideRefs[hash]; ok {
+				hash, redacted = "<the content of "+target+", outside the cache: not shown>", true
+			} else if !isHexHash(hash) {
+				hash, redacted = fmt.Sprintf("<%d bytes that are no commit hash: not shown>", len(hash)), true
 			}
+			safe[hash] = append(safe[hash], names...)
+		}
+		if redacted {
 			err.Redacted = fmt.Sprintf(format, pyDictOfSets(safe), repoPath)
 		}
 		return nil, err
@@ -723,6 +730,20 @@ func (s *repoScanner) noticeOrphans() {
 	if n > 0 {
 		s.notice(blobsDir, NoticeOrphanedBlobs, "%d blob(s) (%s) no snapshot links to: not counted in size_on_disk, deleted only with the whole repo", n, FormatSize(size))
 	}
+}
+
+// isHexHash reports whether s looks like a commit hash (40 hex digits, or
+// 64 for sha256 repos).
+func isHexHash(s string) bool {
+	if len(s) != 40 && len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // RefContent is what huggingface_hub reads from a ref file: the text,

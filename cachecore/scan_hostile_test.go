@@ -135,3 +135,31 @@ func TestScanNoticesOrphansKernelsAndCopies(t *testing.T) {
 		t.Errorf("orphans are not counted, copies are: %d", info.Repos[0].SizeOnDisk)
 	}
 }
+
+// A ref whose content is no commit hash is quoted in upstream's warning,
+// never in what a mount shows: a folder swapped between the scan's check
+// and its read could have led the read outside the cache.
+func TestWarningNeverQuotesARefThatIsNoHash(t *testing.T) {
+	cache := t.TempDir()
+	repo := healthyRepo(t, cache, "models--a--b")
+	write(t, filepath.Join(repo, "refs", "leak"), "root:SECRET:19000:0:99999:7:::\n")
+	write(t, filepath.Join(repo, "refs", "gone"), strings.Repeat("b", 40))
+	info, err := Scan(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Warnings) != 1 {
+		t.Fatalf("warnings: %v", info.Warnings)
+	}
+	w := info.Warnings[0]
+	if !strings.Contains(w.Message, "SECRET") {
+		t.Errorf("upstream's message quotes the ref: %s", w.Message)
+	}
+	safe := w.Safe()
+	if strings.Contains(safe, "SECRET") {
+		t.Errorf("the safe message quotes a ref that is no hash: %s", safe)
+	}
+	if !strings.Contains(safe, "<31 bytes that are no commit hash: not shown>") || !strings.Contains(safe, strings.Repeat("b", 40)) {
+		t.Errorf("the safe message should name the redacted ref and keep the hash: %s", safe)
+	}
+}

@@ -57,7 +57,19 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	}
 	e := n.attr.Load()
 	if e.denied != "" {
-		return nil, 0, syscall.EACCES
+		// The kernel may keep a name cached for long (an hour inside a
+		// revision): a file refused at the last lookup (its blob seen
+		// through a folder swapped for a symlink, say) is served once
+		// the current model no longer refuses it.
+		f := n.currentFile(e)
+		if f == nil || views.Denied(f) != "" {
+			return nil, 0, syscall.EACCES
+		}
+		a := *e
+		a.file, a.denied, a.real, a.size, a.blocks = f, "", f.BlobPath, f.Blob.Size, f.Blob.Blocks
+		a.mode = 0o444
+		n.attr.CompareAndSwap(e, &a)
+		e = &a
 	}
 	var fd int
 	var err error
@@ -111,6 +123,22 @@ func (n *fileNode) openBlob(e *nodeAttr) (int, error) {
 	return fd, err
 }
 
+// currentFile is the file at the node's place in the current model, if
+// it is a newer scan's than the node's entry.
+func (n *fileNode) currentFile(e *nodeAttr) *cachecore.FileInfo {
+	if e.file == nil {
+		return nil
+	}
+	folder := n.st.folderOf(e.file)
+	if folder == "" {
+		return nil
+	}
+	if f := n.st.findFile(folder, e.file); f != nil && f != e.file {
+		return f
+	}
+	return nil
+}
+
 // refresh keeps the file the new scan found, so the next open starts from
 // it (the kernel may keep the name cached for long).
 func (n *fileNode) refresh(e *nodeAttr, f *cachecore.FileInfo, err error) {
@@ -126,17 +154,6 @@ func (n *fileNode) refresh(e *nodeAttr, f *cachecore.FileInfo, err error) {
 // missing folder on the way: a new scan may know better.
 func retryable(err error) bool {
 	return errors.Is(err, cachecore.ErrStale) || errors.Is(err, cachecore.ErrOutsideCache)
-}
-
-// blobErrno maps cachecore's open errors (see translateError).
-func blobErrno(err error) (syscall.Errno, bool) {
-	switch {
-	case errors.Is(err, cachecore.ErrOutsideCache):
-		return syscall.EACCES, true
-	case errors.Is(err, cachecore.ErrStale):
-		return syscall.ENOENT, true
-	}
-	return 0, false
 }
 
 // openFile opens a scanned file's blob beneath the cache dir's handle.

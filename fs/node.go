@@ -12,6 +12,8 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/hfcachefs/hfcachefs/cachecore"
+	"github.com/hfcachefs/hfcachefs/internal/safefs"
 	"github.com/hfcachefs/hfcachefs/views"
 )
 
@@ -82,6 +84,11 @@ func modeOf(e views.Entry) uint32 {
 func (s *State) timeout(e views.Entry) time.Duration {
 	switch e.Role {
 	case views.RoleRevisionFile, views.RoleRevSubdir:
+		if e.Denied != "" {
+			// Refused now (seen through a folder swapped for a symlink,
+			// say): asked again soon, not kept for an hour.
+			return s.opts.EntryTimeout
+		}
 		return s.opts.StableTimeout
 	case views.RoleRevision:
 		if e.Loc.ViaRef == "" {
@@ -195,11 +202,14 @@ func translateError(err error) syscall.Errno {
 	if err == nil {
 		return 0
 	}
-	if errno, ok := blobErrno(err); ok {
-		return errno
-	}
 	var errno syscall.Errno
 	switch {
+	// The cache side's named errors first: they wrap the errno of the
+	// system call that found them, which is not what the caller should see.
+	case errors.Is(err, cachecore.ErrOutsideCache), errors.Is(err, safefs.ErrEscape):
+		return syscall.EACCES // a symlink or ".." on the way: never followed
+	case errors.Is(err, cachecore.ErrStale):
+		return syscall.ENOENT // not the file the scan saw, even after a rescan
 	case errors.As(err, &errno):
 		return errno
 	case errors.Is(err, os.ErrNotExist):
