@@ -2,7 +2,6 @@ package cachecore
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"unicode"
@@ -59,7 +58,7 @@ func TryLoadFromCache(cacheDir, repoID, filename, revision, repoType string) (Lo
 	if isDirFollow(refsDir) {
 		refPath := pyJoin(refsDir, revision)
 		if isFileFollow(refPath) {
-			data, err := os.ReadFile(refPath)
+			data, err := readRegular(refPath, maxRefSize)
 			if err != nil {
 				return LookupResult{}, err
 			}

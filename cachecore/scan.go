@@ -460,7 +460,7 @@ func (s *repoScanner) walkRefs(dir, rel string, add func(name, hash string)) err
 		} else if s.refsOutside != "" {
 			outside = s.refsOutside + "/" + relName
 		}
-		data, err := os.ReadFile(path)
+		data, err := readRegular(path, maxRefSize)
 		if err != nil {
 			return err
 		}
@@ -730,6 +730,31 @@ func (s *repoScanner) noticeOrphans() {
 	if n > 0 {
 		s.notice(blobsDir, NoticeOrphanedBlobs, "%d blob(s) (%s) no snapshot links to: not counted in size_on_disk, deleted only with the whole repo", n, FormatSize(size))
 	}
+}
+
+// maxRefSize bounds what is read of a ref (a commit hash is 40 bytes).
+const maxRefSize = 1 << 20
+
+// readRegular reads a file as huggingface_hub would (following links),
+// but never blocks on a FIFO or device swapped in after the check before
+// it, and reads at most limit bytes.
+func readRegular(path string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("%s: %d bytes, more than a ref holds", path, fi.Size())
+	}
+	return io.ReadAll(io.LimitReader(f, limit))
 }
 
 // isHexHash reports whether s looks like a commit hash (40 hex digits, or

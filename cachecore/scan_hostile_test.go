@@ -163,3 +163,27 @@ func TestWarningNeverQuotesARefThatIsNoHash(t *testing.T) {
 		t.Errorf("the safe message should name the redacted ref and keep the hash: %s", safe)
 	}
 }
+
+// A ref swapped for a FIFO after the scan's check is refused at once,
+// never waited on (a hostile writer could otherwise hang the refresher).
+func TestReadRegularNeverBlocksOnAFIFO(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "main")
+	if err := syscall.Mkfifo(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := readRegular(p, maxRefSize); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("want a refusal, got %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("readRegular blocked on a FIFO")
+	}
+	big := filepath.Join(t.TempDir(), "big")
+	write(t, big, strings.Repeat("a", maxRefSize+1))
+	if _, err := readRegular(big, maxRefSize); err == nil {
+		t.Error("a ref larger than the limit is read whole")
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -775,7 +776,9 @@ func treesComplete(repo *cachecore.RepoInfo, revs []*cachecore.RevisionInfo) boo
 		return false
 	}
 	for _, rev := range revs {
-		data, err := os.ReadFile(repo.RepoPath + "/trees/" + rev.CommitHash + ".json")
+		// Beneath the repo's handle: a listing swapped for a FIFO or a
+		// link out of the cache must not hang or feed the refresher.
+		data, err := readTree(repo, rev.CommitHash)
 		if err != nil {
 			return false
 		}
@@ -797,6 +800,22 @@ func treesComplete(repo *cachecore.RepoInfo, revs []*cachecore.RevisionInfo) boo
 		}
 	}
 	return true
+}
+
+// readTree reads trees/<commit>.json of a repo beneath its folder (no
+// symlink on the way; at most 64 MiB).
+func readTree(repo *cachecore.RepoInfo, commit string) ([]byte, error) {
+	root, err := safefs.OpenRoot(filepath.Dir(repo.RepoPath))
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	rh, err := root.OpenTop(repo.FolderName())
+	if err != nil {
+		return nil, err
+	}
+	defer rh.Close()
+	return rh.ReadFile("trees/"+commit+".json", 64<<20)
 }
 
 // downloading reports whether a blob of the repo is being written: an
