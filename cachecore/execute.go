@@ -1127,8 +1127,19 @@ func finishStaged(root *safefs.Handle, log func(string), only map[string]bool) (
 			continue
 		}
 		if entries, err := rh.ReadDir(StagingDir); err == nil {
-			sdir, err := rh.OpenDir(StagingDir)
-			if err == nil {
+			// A deletion staging in this repo right now holds its lock:
+			// its folder and journal are its own, not leftovers.
+			unlock, err := lockFolder(rh, 0)
+			if err != nil {
+				rh.Close()
+				continue
+			}
+			if len(entries) == 0 {
+				// Killed right after making the folder: nothing had moved.
+				if rh.Remove(StagingDir) == nil {
+					out = append(out, Recovered{Repo: n, RolledBack: true, Report: &ExecuteReport{}})
+				}
+			} else if sdir, err := rh.OpenDir(StagingDir); err == nil {
 				for _, e := range entries {
 					if strings.HasSuffix(e, ".json"+journalTmp) {
 						if removeStrayJournal(sdir, e) {
@@ -1143,8 +1154,9 @@ func finishStaged(root *safefs.Handle, log func(string), only map[string]bool) (
 					}
 				}
 				sdir.Close()
+				_ = rh.Remove(StagingDir) // once empty
 			}
-			_ = rh.Remove(StagingDir) // once empty
+			unlock()
 		}
 		rh.Close()
 	}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"unicode/utf8"
+
+	"github.com/hfcachefs/hfcachefs/internal/safefs"
 )
 
 // FilesToIgnore are OS helper files upstream skips at the cache root, in
@@ -162,6 +164,7 @@ func scanEntry(cacheDir, name string) entryResult {
 	}
 	s := &repoScanner{cacheDir: cacheDir, repoPath: path, name: name, r: newResolver(), blobs: map[string]*BlobStat{}, relPaths: map[string]string{}}
 	repo, err := s.scan()
+	s.repoHandle.Close()
 	res.notices = s.notices
 	var corrupted *CorruptedCacheError
 	switch {
@@ -218,6 +221,8 @@ type repoScanner struct {
 	plainDepth               int               // depth below a revision with no symlinked folder on the way; -1 if not
 	outsideRefs              map[string]string // ref contents read through a symlink leaving the cache -> its target
 	refsOutside              string            // refs/ resolved, when it is outside what the mount serves
+	insideRefs               map[string]bool   // ref contents read again, the same, beneath the repo's handle
+	repoHandle               *safefs.Handle    // opened on first need; closed by scan
 	relPaths                 map[string]string // one copy of each path inside a revision, shared by the revisions
 	pathBuf                  []byte            // a blob path being looked up
 }
@@ -366,8 +371,8 @@ func (s *repoScanner) scan() (*RepoInfo, error) {
 		for hash, names := range refsByHash {
 			if target, ok := s.outsideRefs[hash]; ok {
 				hash, redacted = "<the content of "+target+", outside the cache: not shown>", true
-			} else if !isHexHash(hash) {
-				hash, redacted = fmt.Sprintf("<%d bytes that are no commit hash: not shown>", len(hash)), true
+			} else if !isHexHash(hash) && !s.insideRefs[hash] {
+				hash, redacted = fmt.Sprintf("<%d bytes read through a swapped folder or link: not shown>", len(hash)), true
 			}
 			safe[hash] = append(safe[hash], names...)
 		}
@@ -473,6 +478,11 @@ func (s *repoScanner) walkRefs(dir, rel string, add func(name, hash string)) err
 				s.outsideRefs = map[string]string{}
 			}
 			s.outsideRefs[content] = outside
+		} else if s.insideRef("refs/"+relName, data) {
+			if s.insideRefs == nil {
+				s.insideRefs = map[string]bool{}
+			}
+			s.insideRefs[content] = true
 		}
 		add(relName, content)
 	}
@@ -730,6 +740,29 @@ func (s *repoScanner) noticeOrphans() {
 	if n > 0 {
 		s.notice(blobsDir, NoticeOrphanedBlobs, "%d blob(s) (%s) no snapshot links to: not counted in size_on_disk, deleted only with the whole repo", n, FormatSize(size))
 	}
+}
+
+// insideRef reports whether the ref at rel, read again beneath the repo
+// folder's handle (no symlink on the way, the repo folder included),
+// holds the same bytes: what the path-based read (upstream's) found then
+// came from inside the cache.
+func (s *repoScanner) insideRef(rel string, data []byte) bool {
+	if s.repoHandle == nil {
+		root, err := safefs.OpenRoot(s.cacheDir)
+		if err != nil {
+			return false
+		}
+		// Not OpenTop: a repo folder that is a link (even one served)
+		// proves nothing about who wrote what it leads to.
+		s.repoHandle, err = root.OpenDir(s.name)
+		root.Close()
+		if err != nil {
+			s.repoHandle = nil
+			return false
+		}
+	}
+	again, err := s.repoHandle.ReadFile(rel, maxRefSize)
+	return err == nil && string(again) == string(data)
 }
 
 // maxRefSize bounds what is read of a ref (a commit hash is 40 bytes).

@@ -137,12 +137,19 @@ func TestScanNoticesOrphansKernelsAndCopies(t *testing.T) {
 }
 
 // A ref whose content is no commit hash is quoted in upstream's warning,
-// never in what a mount shows: a folder swapped between the scan's check
-// and its read could have led the read outside the cache.
+// and in what a mount shows only if reading it again beneath the repo's
+// handle gives the same bytes: a folder swapped between the scan's check
+// and its read could have led the read outside the cache. Here the ref
+// is a link inside the cache (to a file that is no hash), which the
+// handle read never follows.
 func TestWarningNeverQuotesARefThatIsNoHash(t *testing.T) {
 	cache := t.TempDir()
 	repo := healthyRepo(t, cache, "models--a--b")
-	write(t, filepath.Join(repo, "refs", "leak"), "root:SECRET:19000:0:99999:7:::\n")
+	write(t, filepath.Join(repo, "secret.txt"), "root:SECRET:19000:0:99999:7:::\n")
+	if err := os.Symlink("../secret.txt", filepath.Join(repo, "refs", "leak")); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(repo, "refs", "plain"), "not-a-hash")
 	write(t, filepath.Join(repo, "refs", "gone"), strings.Repeat("b", 40))
 	info, err := Scan(cache)
 	if err != nil {
@@ -152,6 +159,9 @@ func TestWarningNeverQuotesARefThatIsNoHash(t *testing.T) {
 		t.Fatalf("warnings: %v", info.Warnings)
 	}
 	w := info.Warnings[0]
+	if !strings.Contains(w.Safe(), "not-a-hash") {
+		t.Errorf("a ref read the same beneath the handle is quoted: %s", w.Safe())
+	}
 	if !strings.Contains(w.Message, "SECRET") {
 		t.Errorf("upstream's message quotes the ref: %s", w.Message)
 	}
@@ -159,7 +169,7 @@ func TestWarningNeverQuotesARefThatIsNoHash(t *testing.T) {
 	if strings.Contains(safe, "SECRET") {
 		t.Errorf("the safe message quotes a ref that is no hash: %s", safe)
 	}
-	if !strings.Contains(safe, "<31 bytes that are no commit hash: not shown>") || !strings.Contains(safe, strings.Repeat("b", 40)) {
+	if !strings.Contains(safe, "<31 bytes read through a swapped folder or link: not shown>") || !strings.Contains(safe, strings.Repeat("b", 40)) {
 		t.Errorf("the safe message should name the redacted ref and keep the hash: %s", safe)
 	}
 }
