@@ -41,6 +41,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hfcachefs/hfcachefs/internal/mounttest"
 )
 
 func npmDir() string { return filepath.Join(prRepoRoot(), "e2e", "npm") }
@@ -88,8 +90,9 @@ func npmInstalled() string {
 }
 
 // npmNeedClient makes sure e2e/npm/node_modules holds the pinned client:
-// `npm ci` when it is missing or another version. No npm: a skip only when
-// CI is unset (prCISet); a failing `npm ci` is a failure, with its output.
+// `npm ci` when it is missing or another version. No npm: a skip, except
+// under CI (mounttest.UnderCI) where it is a failure; a failing `npm ci` is
+// a failure, with its output.
 func npmNeedClient(t *testing.T) {
 	t.Helper()
 	npmCIOnce.Do(func() {
@@ -120,7 +123,7 @@ func npmNeedClient(t *testing.T) {
 		fmt.Fprintf(os.Stderr, "e2e/npm: npm ci took %v\n", time.Since(start).Round(time.Millisecond))
 	})
 	if npmCIMissing != "" {
-		prSkipOrFail(t, prCISet(), "%s", npmCIMissing)
+		mounttest.SkipOrFail(t, "%s", npmCIMissing)
 	}
 	if npmCIErr != nil {
 		t.Fatal(npmCIErr)
@@ -357,88 +360,26 @@ func npmTheirScan(t *testing.T, cache string) npmJSScan {
 // hfcachefs
 // ---------------------------------------------------------------------------
 
-// npmMount is one `hfcachefs mount --daemon`.
+// npmMount is one `hfcachefs mount --daemon` (mounttest.Daemon), stopped
+// at cleanup: `hfcachefs unmount` (the daemon must then exit), a lazy
+// unmount if still mounted, SIGTERM/SIGKILL to the daemon (by its pid) if
+// it did not exit.
 type npmMount struct {
-	bin, mp string
-	pid     int // the daemon, found by its command line
+	*mounttest.Daemon
+	mp string
 }
 
 func npmMountCache(t *testing.T, cache string) *npmMount {
 	t.Helper()
-	prNeedFuse(t, prCISet())
-	bin := prBinary(t)
-	_, mp, args, env := prMountPlace(t, cache)
-	m := &npmMount{bin: bin, mp: mp}
-	res := prRun(t, prChildTimeout, env, bin, append(args, "--daemon")...)
-	t.Cleanup(func() { m.unmount(t) })
-	m.pid = m.findDaemon()
-	if res.code != 0 || res.timedOut {
-		t.Fatalf("hfcachefs mount --daemon: %s", res)
-	}
-	if !npmIsMounted(m.mp) {
-		t.Fatalf("hfcachefs mount --daemon returned, but %s is not in /proc/self/mountinfo", m.mp)
-	}
-	return m
+	prNeedFuse(t, mounttest.UnderCI())
+	d := prMountDaemon(t, cache, false)
+	return &npmMount{Daemon: d, mp: d.MP}
 }
 
-// findDaemon finds the daemon's pid: our binary, "mount", our mountpoint.
-func (m *npmMount) findDaemon() int {
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		data, err := os.ReadFile(d + "/cmdline")
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
-		if len(args) >= 3 && args[0] == m.bin && args[1] == "mount" && args[2] == m.mp {
-			pid, _ := strconv.Atoi(filepath.Base(d))
-			return pid
-		}
-	}
-	return 0
-}
-
-func (m *npmMount) daemonAlive() bool {
-	return m.pid != 0 && m.findDaemon() == m.pid
-}
-
-// unmount: `hfcachefs unmount`, then a lazy unmount if still mounted, then
-// SIGTERM/SIGKILL to the daemon (by its pid) if it did not exit.
-func (m *npmMount) unmount(t *testing.T) {
-	if res := prRun(t, prChildTimeout, nil, m.bin, "unmount", m.mp); res.code != 0 {
-		t.Logf("hfcachefs unmount %s: %s", m.mp, res)
-	}
-	if npmIsMounted(m.mp) {
-		if err := syscall.Unmount(m.mp, syscall.MNT_DETACH); err != nil {
-			t.Logf("lazy unmount %s: %v", m.mp, err)
-		}
-	}
-	for i := 0; i < 100 && m.daemonAlive(); i++ {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if m.daemonAlive() {
-		t.Errorf("the daemon (pid %d) did not exit after the unmount; sending SIGTERM", m.pid)
-		_ = syscall.Kill(m.pid, syscall.SIGTERM)
-		for i := 0; i < 50 && m.daemonAlive(); i++ {
-			time.Sleep(100 * time.Millisecond)
-		}
-		if m.daemonAlive() {
-			_ = syscall.Kill(m.pid, syscall.SIGKILL)
-		}
-	}
-}
-
+// npmIsMounted reports whether mp is in /proc/self/mountinfo.
 func npmIsMounted(mp string) bool {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == mp {
-			return true
-		}
-	}
-	return false
+	ok, _ := mounttest.Mounted(mp)
+	return ok
 }
 
 // view is MOUNT/<type>s/<id>.
@@ -863,7 +804,7 @@ type npmReaderOut struct {
 // error, and by-ref/main follows the ref.
 func TestNpmClientRefMoveWhileMounted(t *testing.T) {
 	npmNeedClient(t)
-	prNeedFuse(t, prCISet())
+	prNeedFuse(t, mounttest.UnderCI())
 	const typ, id = "model", "acme/tiny-model"
 	watched := []string{"config.json", "model.safetensors"}
 

@@ -8,132 +8,63 @@ package e2e_test
 // through it, and never touches the mount itself. Every access to the
 // mount is a child process (python3, ls, find, cat, cmp, getfattr) with its
 // working directory "/" and a timeout that kills its whole process group.
+// What they share with the tests of package mount (the CI rule, the
+// binary, child processes, daemons, mountinfo) is internal/mounttest's.
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/hfcachefs/hfcachefs/internal/mounttest"
 )
 
 // prChildTimeout bounds a child process that walks or reads a mount.
-const prChildTimeout = 2 * time.Minute
-
-var (
-	prBuildOnce sync.Once
-	prBinPath   string
-	prBuildErr  error
-)
+const prChildTimeout = mounttest.ChildTimeout
 
 // prRepoRoot is the module root (the parent of e2e/).
-func prRepoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
-}
+func prRepoRoot() string { return mounttest.ModuleRoot() }
 
-// prBinary builds hfcachefs once per package run (at most 10 minutes).
-// The binary lives in $TMPDIR/hfcachefs-e2e-pr-<pid>; folders left by
-// earlier runs whose process is gone are removed first (no TestMain here:
-// another file of the package may need it).
+// prBinary builds hfcachefs once per package run (mounttest.Binary: with
+// -race under go test -race, so that the daemon is checked for data races
+// too).
 func prBinary(t *testing.T) string {
 	t.Helper()
-	prBuildOnce.Do(func() {
-		stale, _ := filepath.Glob(filepath.Join(os.TempDir(), "hfcachefs-e2e-pr-*"))
-		for _, d := range stale {
-			pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), "hfcachefs-e2e-pr-"))
-			if err == nil && pid != os.Getpid() {
-				if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, os.ErrNotExist) {
-					os.RemoveAll(d)
-				}
-			}
-		}
-		dir := filepath.Join(os.TempDir(), fmt.Sprintf("hfcachefs-e2e-pr-%d", os.Getpid()))
-		if prBuildErr = os.MkdirAll(dir, 0o755); prBuildErr != nil {
-			return
-		}
-		bin := filepath.Join(dir, "hfcachefs")
-		args := []string{"build", "-o", bin}
-		if prRaceEnabled() {
-			// go test -race: the daemon is checked for data races too.
-			args = append(args, "-race")
-		}
-		res := prStartIn(t, 10*time.Minute, prRepoRoot(), nil, "go", append(args, ".")...).wait()
-		if res.code != 0 || res.timedOut {
-			prBuildErr = fmt.Errorf("go build: %s", res)
-			return
-		}
-		prBinPath = bin
-	})
-	if prBuildErr != nil {
-		t.Fatal(prBuildErr)
-	}
-	return prBinPath
-}
-
-// prRaceEnabled reports whether this test binary was built with -race.
-func prRaceEnabled() bool {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "-race" && s.Value == "true" {
-				return true
-			}
-		}
-	}
-	return false
+	return mounttest.Binary(t)
 }
 
 // A test that lacks what it needs (FUSE, a tool) skips, except under CI,
-// where the skip is refused: a failure. The files of this package differ
-// on what "under CI" means: for hostile_test.go and writers_test.go it is
-// CI=true (prCITrue), for npm_test.go any non-empty CI (prCISet).
-func prCITrue() bool { return os.Getenv("CI") == "true" }
-func prCISet() bool  { return os.Getenv("CI") != "" }
+// where the skip is refused: a failure. The rule for "under CI" is
+// mounttest.UnderCI, for every test of the package; prCITrue and prCISet,
+// which the tests pass as refuse, are both that rule.
+func prCITrue() bool { return mounttest.UnderCI() }
+func prCISet() bool  { return mounttest.UnderCI() }
 
-// prSkipOrFail skips, or fails when refuse (one of the rules above) holds.
+// prSkipOrFail skips, or fails under CI (mounttest.SkipOrFail). refuse is
+// prCITrue() or prCISet(): the same rule, which mounttest applies.
 func prSkipOrFail(t *testing.T, refuse bool, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if refuse {
-		t.Fatalf("CI=%q, refusing to skip: %s", os.Getenv("CI"), msg)
-	}
-	t.Skip(msg)
+	mounttest.SkipOrFail(t, format, args...)
 }
 
-// prNeedFuse skips (fails when refuse holds) without /dev/fuse, python3
-// or the tools used.
+// prNeedFuse skips (fails under CI; refuse as for prSkipOrFail) without
+// /dev/fuse, python3 or the tools used.
 func prNeedFuse(t *testing.T, refuse bool, tools ...string) {
 	t.Helper()
-	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
-	if err != nil {
-		prSkipOrFail(t, refuse, "FUSE is not available (%v)", err)
-	}
-	f.Close()
-	if os.Geteuid() != 0 {
-		tools = append(tools, "fusermount3")
-	}
-	for _, tool := range append([]string{"python3"}, tools...) {
-		if _, err := exec.LookPath(tool); err != nil {
-			prSkipOrFail(t, refuse, "%s is not installed", tool)
-		}
-	}
+	mounttest.NeedFuse(t)
+	mounttest.NeedTool(t, append([]string{"python3"}, tools...)...)
 }
 
 // prResult is what a child process did.
@@ -143,32 +74,34 @@ type prResult struct {
 	timedOut       bool
 }
 
-func (r prResult) String() string {
-	s := fmt.Sprintf("exit %d", r.code)
-	if r.timedOut {
-		s += " (TIMED OUT, killed)"
+// prResultOf is r, the reason of an abnormal end (a signal, an error,
+// where a hung child was stuck) appended to its stderr.
+func prResultOf(r mounttest.Result) prResult {
+	res := prResult{stdout: r.Stdout, stderr: r.Stderr, code: r.Code, timedOut: r.TimedOut}
+	if r.Signal != "" {
+		res.stderr += "\n[signal: " + r.Signal + "]"
 	}
-	return fmt.Sprintf("%s; stdout %q; stderr %q", s, prClip(r.stdout, 2000), prClip(r.stderr, 2000))
+	if r.Err != nil {
+		res.stderr += "\n[run error] " + r.Err.Error()
+	}
+	if r.Hang != "" {
+		res.stderr += "\n[hung] " + r.Hang
+	}
+	return res
 }
 
-func prClip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + fmt.Sprintf("...(%d bytes)", len(s))
+func (r prResult) String() string {
+	return mounttest.Result{Stdout: r.stdout, Stderr: r.stderr, Code: r.code, TimedOut: r.timedOut}.String()
 }
+
+func prClip(s string, n int) string { return mounttest.Clip(s, n) }
 
 // prChild is a child process running in the background.
-type prChild struct {
-	cmd            *exec.Cmd
-	ctx            context.Context
-	cancel         context.CancelFunc
-	stdout, stderr bytes.Buffer
-	startErr       error
-}
+type prChild struct{ c *mounttest.Child }
 
 // prStart starts a child with cwd "/" (never inside a mount), in its own
-// process group, killed (the group: it is ours) when the timeout passes.
+// process group, killed (the group: it is ours) when the timeout passes
+// (mounttest.Start: our FUSE connections are aborted first).
 func prStart(t *testing.T, timeout time.Duration, env []string, name string, args ...string) *prChild {
 	t.Helper()
 	return prStartIn(t, timeout, "/", env, name, args...)
@@ -177,41 +110,11 @@ func prStart(t *testing.T, timeout time.Duration, env []string, name string, arg
 // prStartIn is prStart with the working directory dir (never a mount).
 func prStartIn(t *testing.T, timeout time.Duration, dir string, env []string, name string, args ...string) *prChild {
 	t.Helper()
-	c := &prChild{}
-	c.ctx, c.cancel = context.WithTimeout(context.Background(), timeout)
-	c.cmd = exec.CommandContext(c.ctx, name, args...)
-	c.cmd.Dir = dir
-	c.cmd.Env = append(os.Environ(), env...)
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	c.cmd.Cancel = func() error { return syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL) }
-	c.cmd.WaitDelay = 10 * time.Second
-	c.cmd.Stdout, c.cmd.Stderr = &c.stdout, &c.stderr
-	c.startErr = c.cmd.Start()
-	return c
+	return &prChild{mounttest.Start(t, mounttest.Options{Dir: dir, Env: env, Hang: timeout}, name, args...)}
 }
 
 // wait waits for the child (its timeout still applies).
-func (c *prChild) wait() prResult {
-	defer c.cancel()
-	err := c.startErr
-	if err == nil {
-		err = c.cmd.Wait()
-	}
-	res := prResult{stdout: c.stdout.String(), stderr: c.stderr.String(), timedOut: c.ctx.Err() == context.DeadlineExceeded}
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		res.code = exit.ExitCode()
-		if res.code == -1 { // killed by a signal: say which
-			res.stderr += "\n[" + err.Error() + "]"
-		}
-	default:
-		res.code = -1
-		res.stderr += "\n[run error] " + err.Error()
-	}
-	return res
-}
+func (c *prChild) wait() prResult { return prResultOf(c.c.Result()) }
 
 // prRun runs a child to its end (or its timeout).
 func prRun(t *testing.T, timeout time.Duration, env []string, name string, args ...string) prResult {
@@ -222,11 +125,7 @@ func prRun(t *testing.T, timeout time.Duration, env []string, name string, args 
 // prMust runs a child that must succeed in time and returns its stdout.
 func prMust(t *testing.T, timeout time.Duration, name string, args ...string) string {
 	t.Helper()
-	res := prRun(t, timeout, nil, name, args...)
-	if res.code != 0 || res.timedOut {
-		t.Fatalf("%s %s: %s", name, prClip(strings.Join(args, " "), 300), res)
-	}
-	return res.stdout
+	return mounttest.Must(t, timeout, name, args...)
 }
 
 // prWriteScript writes a script into a temp dir and returns its path.
@@ -240,19 +139,18 @@ func prWriteScript(t *testing.T, name, text string) string {
 }
 
 // prDaemon is one running mount: `hfcachefs mount MP --cache-dir DIR` in
-// the foreground as our child (its stderr kept in a file, so a panic is
-// seen), stopped at cleanup by `hfcachefs unmount`, then SIGTERM, then a
-// lazy unmount.
+// the foreground as our child (mounttest.Daemon: its output kept, so a
+// panic is seen), stopped at cleanup by `hfcachefs unmount`, then SIGTERM,
+// then a lazy unmount.
 type prDaemon struct {
-	mp, cache, log string
-	cmd            *exec.Cmd
-	done           chan struct{}
-	exitErr        error
+	*mounttest.Daemon
+	mp string
 }
 
 // prMountPlace prepares a mount of cache in a fresh temp folder tmp: the
 // mountpoint mp (tmp/mnt) and tmp/assets; args are those of `hfcachefs
-// mount` and env keeps the daemon's state and HF_HOME in tmp.
+// mount` and env keeps the daemon's state and HF_HOME in tmp. mp is one
+// of our mounts (mounttest.RegisterMount) from now on.
 func prMountPlace(t *testing.T, cache string) (tmp, mp string, args, env []string) {
 	t.Helper()
 	tmp = t.TempDir()
@@ -265,97 +163,35 @@ func prMountPlace(t *testing.T, cache string) (tmp, mp string, args, env []strin
 	args = []string{"mount", mp, "--cache-dir", cache, "--assets-dir", filepath.Join(tmp, "assets")}
 	// Receipts and holds live under XDG_STATE_HOME: keep them in the test.
 	env = []string{"XDG_STATE_HOME=" + filepath.Join(tmp, "state"), "HF_HOME=" + filepath.Join(tmp, "hf")}
+	mounttest.RegisterMount(t, mp, 0)
 	return tmp, mp, args, env
 }
 
-// prStartMount mounts cache and waits (<= 60 s) until the mount is ready.
+// prStartMount mounts cache and waits until the mount is ready.
 func prStartMount(t *testing.T, cache string, extra ...string) *prDaemon {
 	t.Helper()
-	bin := prBinary(t)
-	tmp, mp, args, env := prMountPlace(t, cache)
-	must := func(err error) {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	d := &prDaemon{mp: mp, cache: cache, log: filepath.Join(tmp, "daemon.log"), done: make(chan struct{})}
-	logf, err := os.Create(d.log)
-	must(err)
-	d.cmd = exec.Command(bin, append(args, extra...)...)
-	d.cmd.Dir = "/"
-	d.cmd.Env = append(os.Environ(), env...)
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	must(d.cmd.Start())
-	logf.Close()
-	go func() { d.exitErr = d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(func() { d.stop(t) })
-
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		data, _ := os.ReadFile(d.log)
-		if bytes.Contains(data, []byte(" mounted on ")) {
-			return d
-		}
-		select {
-		case <-d.done:
-			t.Fatalf("hfcachefs mount exited before the mount was ready (%v):\n%s", d.exitErr, data)
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hfcachefs mount not ready after 60s:\n%s", data)
-		}
-	}
+	d := prMountDaemon(t, cache, true, extra...)
+	return &prDaemon{Daemon: d, mp: d.MP}
 }
 
-// alive reports whether the daemon still runs; when it does not, why.
-func (d *prDaemon) alive() (bool, string) {
-	select {
-	case <-d.done:
-		data, _ := os.ReadFile(d.log)
-		return false, fmt.Sprintf("daemon exited (%v); its log:\n%s", d.exitErr, prClip(string(data), 4000))
-	default:
-		return true, ""
-	}
+// prMountDaemon mounts cache at a prMountPlace (extra: more arguments of
+// `hfcachefs mount`), as our child in the foreground or with --daemon,
+// and returns once the mount is ready; cleanup stops it (Daemon.Stop).
+func prMountDaemon(t *testing.T, cache string, foreground bool, extra ...string) *mounttest.Daemon {
+	t.Helper()
+	_, mp, args, env := prMountPlace(t, cache)
+	more := args[4:len(args):len(args)] // after "mount MP --cache-dir CACHE"
+	return mounttest.StartDaemon(t, mp, cache, mounttest.DaemonOptions{Args: append(more, extra...), Env: env, Foreground: foreground})
 }
 
 // checkAlive fails the test if the daemon died or stopped answering.
 func (d *prDaemon) checkAlive(t *testing.T) {
 	t.Helper()
-	if ok, why := d.alive(); !ok {
+	if ok, why := d.Alive(); !ok {
 		t.Fatalf("the daemon crashed: %s", why)
 	}
 	if res := prRun(t, 30*time.Second, nil, "stat", "-c", "%s", filepath.Join(d.mp, ".status.json")); res.code != 0 {
 		t.Fatalf("the mount stopped answering: stat .status.json: %s", res)
-	}
-}
-
-func (d *prDaemon) stop(t *testing.T) {
-	if res := prRun(t, 30*time.Second, nil, prBinary(t), "unmount", d.mp); res.code != 0 {
-		t.Logf("hfcachefs unmount %s: %s", d.mp, res)
-	}
-	select {
-	case <-d.done:
-	case <-time.After(10 * time.Second):
-		_ = d.cmd.Process.Signal(syscall.SIGTERM) // our child, by pid
-		select {
-		case <-d.done:
-		case <-time.After(10 * time.Second):
-			_ = d.cmd.Process.Kill()
-		}
-	}
-	_ = syscall.Unmount(d.mp, syscall.MNT_DETACH)
-	select {
-	case <-d.done:
-	case <-time.After(10 * time.Second):
-		t.Logf("daemon for %s did not exit", d.mp)
-	}
-	if data, _ := os.ReadFile(d.log); bytes.Contains(data, []byte("WARNING: DATA RACE")) {
-		t.Errorf("the daemon reported a data race:\n%s", prClip(string(data), 8000))
-	}
-	if t.Failed() {
-		data, _ := os.ReadFile(d.log)
-		t.Logf("daemon log for %s:\n%s", d.mp, prClip(string(data), 6000))
 	}
 }
 

@@ -5,23 +5,21 @@ package mount
 // (in-process with Start, or by running the built binary) but never
 // touches the mount itself; every access to it is a child process (ls,
 // cat, stat, du, find, getfattr, python3, bwrap...) started with its
-// working directory outside the mount ("/").
+// working directory outside the mount ("/"). What they share with the
+// e2e tests (the CI rule, the binary, child processes with a hang timeout,
+// daemons, mountinfo, poll) is internal/mounttest's; these are thin calls.
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,13 +29,14 @@ import (
 	"time"
 
 	"github.com/hfcachefs/hfcachefs/cachecore"
+	"github.com/hfcachefs/hfcachefs/internal/mounttest"
 	"github.com/hfcachefs/hfcachefs/internal/testcache"
 	"github.com/hfcachefs/hfcachefs/views"
 )
 
 // childTimeout bounds every child process: a hung FUSE server must fail
 // the test, not hang the run.
-const childTimeout = 2 * time.Minute
+const childTimeout = mounttest.ChildTimeout
 
 // Commits of acme/tiny-model in the basic cache.
 const (
@@ -51,56 +50,33 @@ const tinyModel = "models/acme/tiny-model"
 // followDeadline is how long a change in the cache may take to show.
 const followDeadline = 15 * time.Second
 
-var binDir string // holds the built binary; removed by TestMain
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	mounttest.RemoveBinary()
 	os.Exit(code)
 }
 
-// skipOrFail skips, except under CI=true where a skipped mount test is a
-// failure.
+// skipOrFail skips, except under CI where a skipped mount test is a
+// failure (mounttest.SkipOrFail has the rule).
 func skipOrFail(t *testing.T, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true, refusing to skip: %s", msg)
-	}
-	t.Skip(msg)
+	mounttest.SkipOrFail(t, format, args...)
 }
 
 // needFuse skips (fails under CI) without a usable /dev/fuse.
 func needFuse(t *testing.T) {
 	t.Helper()
-	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
-	if err != nil {
-		skipOrFail(t, "FUSE is not available (%v): mount tests need /dev/fuse", err)
-	}
-	f.Close()
-	if os.Geteuid() != 0 {
-		if _, err := exec.LookPath("fusermount3"); err != nil {
-			skipOrFail(t, "not root and no fusermount3: cannot mount")
-		}
-	}
+	mounttest.NeedFuse(t)
 }
 
 func needTool(t *testing.T, names ...string) {
 	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			skipOrFail(t, "%s is not installed", n)
-		}
-	}
+	mounttest.NeedTool(t, names...)
 }
 
 func needRoot(t *testing.T, why string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "needs root: %s", why)
-	}
+	mounttest.NeedRoot(t, why)
 }
 
 // testLogger logs through t until the test ends, then to stderr (the
@@ -193,7 +169,7 @@ type result struct {
 }
 
 func (r result) String() string {
-	return fmt.Sprintf("exit %d\nstdout: %q\nstderr: %q", r.code, r.stdout, r.stderr)
+	return mounttest.Result{Stdout: r.stdout, Stderr: r.stderr, Code: r.code}.String()
 }
 
 // run runs a child with "/" as its working directory (see runHang),
@@ -212,128 +188,27 @@ func runIn(t *testing.T, stdin io.Reader, name string, args ...string) result {
 // texts in English). A child still running after hang is stuck in the
 // kernel on one of our mounts (it cannot even be killed then): the test
 // aborts our FUSE connections to free it and fails, saying where it was
-// stuck.
+// stuck (mounttest.Run).
 func runHang(t *testing.T, hang time.Duration, stdin io.Reader, name string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir = "/"
-	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8", "LANG=C.UTF-8", "LANGUAGE=")
-	cmd.Stdin = stdin
-	cmd.WaitDelay = 5 * time.Second // a grandchild keeping stdout open does not hold Wait up
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("%s %q: %v", name, args, err)
+	r := mounttest.Run(t, mounttest.Options{Stdin: stdin, Hang: hang}, name, args...)
+	if r.TimedOut || r.Err != nil {
+		t.Fatalf("%s %q: %s", name, args, r)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(hang):
-		diag := stuckDiag(cmd.Process.Pid)
-		aborted := abortOurMounts(t)
-		_ = cmd.Process.Kill() // our own child, by pid
-		output := "(the child still runs)"
-		select {
-		case <-done:
-			output = fmt.Sprintf("stdout: %s\nstderr: %s", stdout.String(), stderr.String())
-		case <-time.After(30 * time.Second):
-		}
-		t.Fatalf("%s %q hung for %v (deadlocked mount?); aborted FUSE connections %v to free it.\n%s\n%s", name, args, hang, aborted, output, diag)
-	}
-	code := 0
-	if err != nil {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) {
-			t.Fatalf("%s %q: %v", name, args, err)
-		}
-		code = ee.ExitCode()
-	}
-	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
+	return result{stdout: r.Stdout, stderr: r.Stderr, code: r.Code}
 }
 
-// ourMounts are the mounts of the running tests (mountpoint -> daemon
-// pid, 0 for in-process), for stuckDiag and abortOurMounts.
-var ourMounts = struct {
-	sync.Mutex
-	m map[string]int
-}{m: map[string]int{}}
-
-// registerMount adds a mount to ourMounts until the test ends; mp is as
-// /proc/self/mountinfo shows it.
-func registerMount(t *testing.T, mp string, pid int) {
-	ourMounts.Lock()
-	ourMounts.m[mp] = pid
-	ourMounts.Unlock()
-	t.Cleanup(func() {
-		ourMounts.Lock()
-		delete(ourMounts.m, mp)
-		ourMounts.Unlock()
-	})
-}
+// registerMount adds a mount to our mounts (mounttest.RegisterMount) until
+// the test ends: pid is its daemon's, 0 for in-process.
+func registerMount(t *testing.T, mp string, pid int) { mounttest.RegisterMount(t, mp, pid) }
 
 // stuckDiag describes where a stuck child and the threads of our FUSE
 // servers (this process, our daemons) wait in the kernel.
-func stuckDiag(child int) string {
-	var b strings.Builder
-	stack, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stack", child))
-	fmt.Fprintf(&b, "the child's kernel stack:\n%s", stack)
-	pids := []int{os.Getpid()}
-	ourMounts.Lock()
-	for _, pid := range ourMounts.m {
-		if pid != 0 {
-			pids = append(pids, pid)
-		}
-	}
-	ourMounts.Unlock()
-	for _, pid := range pids {
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
-		for _, task := range tasks {
-			stat, _ := os.ReadFile(task + "/stat")
-			if i := bytes.LastIndexByte(stat, ')'); i < 0 || i+2 >= len(stat) || stat[i+2] != 'D' {
-				continue
-			}
-			stack, _ := os.ReadFile(task + "/stack")
-			fmt.Fprintf(&b, "server thread %s in D state:\n%s", task, stack)
-		}
-	}
-	return b.String()
-}
+func stuckDiag(child int) string { return mounttest.StuckDiag(child) }
 
-// abortOurMounts aborts the FUSE connections of our mounts (through
-// fusectl, mounted if need be): every request waiting on them fails.
-func abortOurMounts(t *testing.T) []string {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	ourMounts.Lock()
-	ours := map[string]bool{}
-	for mp := range ourMounts.m {
-		ours[mp] = true
-	}
-	ourMounts.Unlock()
-	if _, err := os.Stat("/sys/fs/fuse/connections/"); err == nil {
-		if l, _ := os.ReadDir("/sys/fs/fuse/connections"); len(l) == 0 {
-			_ = exec.Command("mount", "-t", "fusectl", "none", "/sys/fs/fuse/connections").Run()
-		}
-	}
-	var aborted []string
-	for _, l := range strings.Split(string(data), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 5 || !ours[f[4]] {
-			continue
-		}
-		_, minor, _ := strings.Cut(f[2], ":")
-		if err := os.WriteFile("/sys/fs/fuse/connections/"+minor+"/abort", []byte("1"), 0o200); err != nil {
-			t.Logf("aborting the FUSE connection of %s: %v", f[4], err)
-			continue
-		}
-		aborted = append(aborted, f[4])
-	}
-	return aborted
-}
+// abortOurMounts aborts the FUSE connections of our mounts: every request
+// waiting on them fails.
+func abortOurMounts(t *testing.T) []string { return mounttest.AbortOurMounts(t) }
 
 // mustRun runs a child and fails the test unless it exits 0.
 func mustRun(t *testing.T, name string, args ...string) string {
@@ -343,11 +218,7 @@ func mustRun(t *testing.T, name string, args ...string) string {
 
 func mustRunHang(t *testing.T, hang time.Duration, name string, args ...string) string {
 	t.Helper()
-	r := runHang(t, hang, nil, name, args...)
-	if r.code != 0 {
-		t.Fatalf("%s %q: %s", name, args, r)
-	}
-	return r.stdout
+	return mounttest.Must(t, hang, name, args...)
 }
 
 // sh runs a shell script; extra args are $1, $2...
@@ -386,17 +257,7 @@ func contains(list []string, s string) bool {
 // description is in the failure.
 func poll(t *testing.T, deadline time.Duration, what string, check func() (bool, string)) {
 	t.Helper()
-	end := time.Now().Add(deadline)
-	for {
-		ok, desc := check()
-		if ok {
-			return
-		}
-		if time.Now().After(end) {
-			t.Fatalf("%s: still not so after %v; last: %s", what, deadline, desc)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	mounttest.Poll(t, deadline, what, check)
 }
 
 // scan is cachecore.Scan, failing the test on error.
@@ -647,108 +508,36 @@ func unescapeGetfattr(t *testing.T, v string) string {
 // /proc/self/mountinfo (read here: /proc is not the mount).
 func mountinfoHas(t *testing.T, path string) bool {
 	t.Helper()
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	ok, err := mounttest.Mounted(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	octal := regexp.MustCompile(`\\[0-7]{3}`)
-	for _, l := range strings.Split(string(data), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 5 {
-			continue
-		}
-		mp := octal.ReplaceAllStringFunc(f[4], func(s string) string {
-			n, _ := strconv.ParseUint(s[1:], 8, 8)
-			return string([]byte{byte(n)})
-		})
-		if mp == path {
-			return true
-		}
-	}
-	return false
+	return ok
 }
 
 // binary builds the hfcachefs binary once per test run.
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
 func binary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "hfcachefs-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binDir = dir
-		binPath = filepath.Join(dir, "hfcachefs")
-		cmd := exec.Command("go", "build", "-o", binPath, ".")
-		cmd.Dir = testcache.Root()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+	return mounttest.Binary(t)
 }
-
-var daemonPidRE = regexp.MustCompile(`daemon pid (\d+)`)
 
 // startDaemon runs `hfcachefs mount --daemon` and returns the daemon's pid
 // (from its message); cleanup kills it (by pid) and unmounts lazily.
 func startDaemon(t *testing.T, mp, cacheDir string, extra ...string) int {
 	t.Helper()
-	args := append([]string{"mount", mp, "--cache-dir", cacheDir, "--daemon"}, extra...)
-	r := run(t, binary(t), args...)
-	if r.code != 0 {
-		t.Fatalf("hfcachefs %q: %s", args, r)
-	}
-	m := daemonPidRE.FindStringSubmatch(r.stderr)
-	if m == nil {
-		t.Fatalf("no daemon pid in %q", r.stderr)
-	}
-	pid, _ := strconv.Atoi(m[1])
-	t.Cleanup(func() {
-		killIfOurs(pid)
-		_ = syscall.Unmount(mp, syscall.MNT_DETACH)
-	})
-	registerMount(t, mp, pid)
-	return pid
+	return mounttest.StartDaemon(t, mp, cacheDir, mounttest.DaemonOptions{Args: extra, KillAtCleanup: true}).Pid
 }
 
 // alive reports whether pid runs (a zombie does not).
-func alive(pid int) bool {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
-}
+func alive(pid int) bool { return mounttest.ProcAlive(pid) }
 
 // killIfOurs SIGKILLs pid if it still runs our binary.
-func killIfOurs(pid int) {
-	if !alive(pid) {
-		return
-	}
-	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if binPath != "" && bytes.HasPrefix(cmdline, []byte(binPath)) {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
-}
+func killIfOurs(pid int) { mounttest.KillIfOurs(pid) }
 
 // waitDead polls until pid no longer runs.
 func waitDead(t *testing.T, pid int) {
 	t.Helper()
-	poll(t, 30*time.Second, fmt.Sprintf("process %d exits", pid), func() (bool, string) {
-		return !alive(pid), "still running"
-	})
+	mounttest.WaitDead(t, pid)
 }
 
 // openToOthers makes a temp path and its parents traversable by others

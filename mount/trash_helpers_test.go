@@ -6,12 +6,8 @@ package mount
 // the mount; every access to the mount is a child process started in "/").
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -19,11 +15,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hfcachefs/hfcachefs/cachecore"
+	"github.com/hfcachefs/hfcachefs/internal/mounttest"
 	"github.com/hfcachefs/hfcachefs/internal/testcache"
 	"github.com/hfcachefs/hfcachefs/trash"
 )
@@ -263,131 +259,26 @@ func trHoldParent(cacheDir string) string {
 	return filepath.Join(filepath.Dir(cacheDir), ".hfcachefs-hold-"+filepath.Base(cacheDir))
 }
 
-// trChild is a long-running child process whose stdout (or stderr) lines
-// arrive on a channel.
+// trChild is a long-running child process (mounttest.Child: Output,
+// WaitLine, Wait) whose stdout (or stderr) lines WaitLine reads.
 type trChild struct {
-	cmd   *exec.Cmd
-	lines chan string
-	done  chan struct{}
-	err   error
-	out   bytes.Buffer // every line, for failure messages
-	mu    sync.Mutex
+	*mounttest.Child
+	cmd *exec.Cmd
 }
 
 // trSpawn starts a child in "/"; lines of the chosen stream (stderr when
-// fromStderr) go to the channel, the other stream to the test log.
+// fromStderr) go to WaitLine. It runs until it exits or the test ends.
 func trSpawn(t *testing.T, env []string, fromStderr bool, name string, args ...string) *trChild {
 	t.Helper()
-	c := &trChild{lines: make(chan string, 1024), done: make(chan struct{})}
-	c.cmd = exec.Command(name, args...)
-	c.cmd.Dir = "/"
-	c.cmd.Env = append(append(os.Environ(), "LC_ALL=C.UTF-8", "LANG=C.UTF-8"), env...)
-	var pipe io.ReadCloser
-	var err error
+	lines := mounttest.Stdout
 	if fromStderr {
-		pipe, err = c.cmd.StderrPipe()
-		c.cmd.Stdout = io.Discard
-	} else {
-		pipe, err = c.cmd.StdoutPipe()
-		c.cmd.Stderr = trLockedWriter{c}
+		lines = mounttest.Stderr
 	}
-	if err != nil {
-		t.Fatal(err)
+	c := mounttest.Start(t, mounttest.Options{Env: env, Hang: mounttest.NoHang, Lines: lines}, name, args...)
+	if c.Pid() == 0 {
+		t.Fatalf("start %s: %s", name, c.Result())
 	}
-	if err := c.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		sc := bufio.NewScanner(pipe)
-		for sc.Scan() {
-			c.mu.Lock()
-			c.out.WriteString(sc.Text() + "\n")
-			c.mu.Unlock()
-			select {
-			case c.lines <- sc.Text():
-			default:
-			}
-		}
-		c.err = c.cmd.Wait()
-		close(c.lines)
-		close(c.done)
-	}()
-	pid := c.cmd.Process.Pid
-	t.Cleanup(func() {
-		select {
-		case <-c.done:
-			return
-		default:
-		}
-		_ = syscall.Kill(pid, syscall.SIGKILL) // our own child, by pid
-		select {
-		case <-c.done:
-			return
-		case <-time.After(30 * time.Second):
-		}
-		t.Errorf("%v does not die after SIGKILL (stuck in the kernel); aborted %v\n%s", c.cmd.Args, abortOurMounts(t), stuckDiag(pid))
-		select {
-		case <-c.done:
-		case <-time.After(30 * time.Second):
-			t.Errorf("%v still runs after its FUSE connection was aborted", c.cmd.Args)
-		}
-	})
-	return c
-}
-
-// trLockedWriter appends to a child's output under its lock.
-type trLockedWriter struct{ c *trChild }
-
-func (w trLockedWriter) Write(p []byte) (int, error) {
-	w.c.mu.Lock()
-	defer w.c.mu.Unlock()
-	return w.c.out.Write(p)
-}
-
-// Output is everything the child printed so far.
-func (c *trChild) Output() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.out.String()
-}
-
-// WaitLine waits for a line containing substr.
-func (c *trChild) WaitLine(t *testing.T, substr string, timeout time.Duration) string {
-	t.Helper()
-	deadline := time.After(timeout)
-	for {
-		select {
-		case l, ok := <-c.lines:
-			if !ok {
-				t.Fatalf("child exited (%v) before printing %q:\n%s", c.err, substr, c.Output())
-			}
-			if strings.Contains(l, substr) {
-				return l
-			}
-		case <-deadline:
-			t.Fatalf("no line with %q after %v:\n%s", substr, timeout, c.Output())
-		}
-	}
-}
-
-// Wait waits for the child to exit and returns its exit code.
-func (c *trChild) Wait(t *testing.T, timeout time.Duration) int {
-	t.Helper()
-	select {
-	case <-c.done:
-	case <-time.After(timeout):
-		diag := stuckDiag(c.cmd.Process.Pid)
-		t.Fatalf("child %v still runs after %v (aborted FUSE connections %v):\n%s\n%s", c.cmd.Args, timeout, abortOurMounts(t), diag, c.Output())
-	}
-	if c.err == nil {
-		return 0
-	}
-	var ee *exec.ExitError
-	if errors.As(c.err, &ee) {
-		return ee.ExitCode()
-	}
-	t.Fatalf("child %v: %v", c.cmd.Args, c.err)
-	return -1
+	return &trChild{Child: c, cmd: c.Cmd}
 }
 
 // trSlowDaemon runs `hfcachefs mount` on mp in the foreground (each step
@@ -395,12 +286,13 @@ func (c *trChild) Wait(t *testing.T, timeout time.Duration) int {
 // and waits until it has mounted. Cleanup kills it and unmounts lazily.
 func trSlowDaemon(t *testing.T, mp, cache, pollInterval string) *trChild {
 	t.Helper()
-	daemon := trSpawn(t, []string{"HFCACHEFS_TEST_DELETE_STEP_DELAY=300ms"}, true,
-		binary(t), "mount", mp, "--cache-dir", cache, "--assets-dir", t.TempDir(), "--poll-interval", pollInterval)
-	t.Cleanup(func() { _ = syscall.Unmount(mp, syscall.MNT_DETACH) })
-	registerMount(t, mp, daemon.cmd.Process.Pid)
-	daemon.WaitLine(t, "mounted on", childTimeout)
-	return daemon
+	d := mounttest.StartDaemon(t, mp, cache, mounttest.DaemonOptions{
+		Args:          []string{"--assets-dir", t.TempDir(), "--poll-interval", pollInterval},
+		Env:           []string{"HFCACHEFS_TEST_DELETE_STEP_DELAY=300ms"},
+		Foreground:    true,
+		KillAtCleanup: true,
+	})
+	return &trChild{Child: d.Child, cmd: d.Child.Cmd}
 }
 
 // trGoldens is testdata/conformance/goldens/basic.
