@@ -4,84 +4,26 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/hfcachefs/hfcachefs/internal/mountinfo"
 )
 
 // ourFSType is how the kernel lists our mounts ("fuse." + the go-fuse
 // MountOptions.Name), whether mounted directly or through fusermount3.
 const ourFSType = "fuse.hfcachefs"
 
-// mountEntry is one line of /proc/self/mountinfo (proc(5)).
-type mountEntry struct {
-	ID, ParentID int
-	Dev          string // major:minor
-	Root         string
-	Mountpoint   string
-	FSType       string
-	Source       string
-}
+// mountEntry is one line of /proc/self/mountinfo.
+type mountEntry = mountinfo.Entry
 
 // parseMountinfo parses mountinfo text, skipping malformed lines.
-func parseMountinfo(data string) []mountEntry {
-	var entries []mountEntry
-	for _, line := range strings.Split(data, "\n") {
-		f := strings.Fields(line)
-		// The optional fields end at "-"; fstype and source follow it.
-		sep := -1
-		for i := 6; i < len(f); i++ {
-			if f[i] == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 0 || sep+2 >= len(f) {
-			continue
-		}
-		id, err1 := strconv.Atoi(f[0])
-		parent, err2 := strconv.Atoi(f[1])
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		entries = append(entries, mountEntry{
-			ID: id, ParentID: parent, Dev: f[2],
-			Root:       unescapeMountinfo(f[3]),
-			Mountpoint: unescapeMountinfo(f[4]),
-			FSType:     unescapeMountinfo(f[sep+1]),
-			Source:     unescapeMountinfo(f[sep+2]),
-		})
-	}
-	return entries
-}
+func parseMountinfo(data string) []mountEntry { return mountinfo.Parse(data) }
 
-// unescapeMountinfo undoes the kernel's octal escapes (\040 for a space,
-// \011, \012, \134).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
+// unescapeMountinfo undoes the kernel's octal escapes.
+func unescapeMountinfo(s string) string { return mountinfo.Unescape(s) }
 
-func readMountinfo() ([]mountEntry, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, fmt.Errorf("reading the mount table: %w", err)
-	}
-	return parseMountinfo(string(data)), nil
-}
+func readMountinfo() ([]mountEntry, error) { return mountinfo.Read() }
 
 // topMountAt returns the mount a lookup of path reaches (the one stacked
 // last there), or nil if path is not a mount point.

@@ -12,56 +12,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hfcachefs/hfcachefs/internal/mountinfo"
 )
 
-// MountEntry is one line of /proc/self/mountinfo (proc(5)), the fields
-// the tests use.
-type MountEntry struct {
-	Dev        string // major:minor; a FUSE connection's number is the minor
-	Mountpoint string // unescaped
-	FSType     string
-}
+// MountEntry is one line of /proc/self/mountinfo.
+type MountEntry = mountinfo.Entry
 
 // ParseMountinfo parses mountinfo text, skipping malformed lines.
-func ParseMountinfo(data string) []MountEntry {
-	var entries []MountEntry
-	for _, line := range strings.Split(data, "\n") {
-		f := strings.Fields(line)
-		// The optional fields (from the 7th) end at "-"; fstype follows.
-		sep := -1
-		for i := 6; i < len(f); i++ {
-			if f[i] == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 0 || sep+1 >= len(f) {
-			continue
-		}
-		entries = append(entries, MountEntry{Dev: f[2], Mountpoint: unescapeMountinfo(f[4]), FSType: unescapeMountinfo(f[sep+1])})
-	}
-	return entries
-}
-
-// unescapeMountinfo undoes the kernel's octal escapes (\040 for a space,
-// \011, \012, \134).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
+func ParseMountinfo(data string) []MountEntry { return mountinfo.Parse(data) }
 
 // Mountinfo reads /proc/self/mountinfo (/proc is never one of our mounts).
 func Mountinfo() ([]MountEntry, error) {
