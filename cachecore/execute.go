@@ -91,7 +91,6 @@ type ExecuteReport struct {
 	Skipped    []Skipped // refused (outside the repo, still linked, locked, ...)
 	Blobs      []string  // the blobs that went
 	BytesFreed int64     // their sizes, plus whole repos' size on disk
-	Also       []string  // refs that went although not named (they named the same commit)
 }
 
 func (r *ExecuteReport) merge(o *ExecuteReport) {
@@ -100,7 +99,6 @@ func (r *ExecuteReport) merge(o *ExecuteReport) {
 	r.Skipped = append(r.Skipped, o.Skipped...)
 	r.Blobs = append(r.Blobs, o.Blobs...)
 	r.BytesFreed += o.BytesFreed
-	r.Also = append(r.Also, o.Also...)
 }
 
 // Staged is a deletion whose refs and snapshots are out of the cache:
@@ -168,7 +166,13 @@ func (s *DeleteStrategy) Stage(opts ExecuteOptions) (*Staged, error) {
 		return nil, err
 	}
 	st := &Staged{opts: opts, root: root, rep: &ExecuteReport{}}
-	if _, err := finishStaged(root, opts.Log, nil); err != nil {
+	// Only the repos this plan touches: a mv into .trash must not walk
+	// every repo of the cache (every start has recovered the rest).
+	mine := map[string]bool{}
+	for _, sel := range s.selections {
+		mine[sel.Repo.FolderName()] = true
+	}
+	if _, err := finishStaged(root, opts.Log, mine); err != nil {
 		st.log("Finishing earlier deletions: %v", err)
 	}
 	whole := map[*RepoInfo]bool{}
@@ -505,7 +509,7 @@ func (st *Staged) stageRevisions(sel Selection, plan *DeleteStrategy) (*tx, erro
 		if err := st.step("snapshot", rev.SnapshotPath); err != nil {
 			return fail(err)
 		}
-		if _, err := mkdirIn(sdir, j.ID+"/snapshots"); err != nil {
+		if err := mkdirIn(sdir, j.ID+"/snapshots"); err != nil {
 			return fail(err)
 		}
 		err := rh.Rename("snapshots/"+rev.CommitHash, sdir, j.ID+"/snapshots/"+rev.CommitHash, unix.RENAME_NOREPLACE)
@@ -528,7 +532,7 @@ func (st *Staged) stageRevisions(sel Selection, plan *DeleteStrategy) (*tx, erro
 // atomic rename) goes back.
 func (st *Staged) stageRef(t *tx, name string, trashed map[string]bool) error {
 	dst := t.staged + "/refs/" + name
-	if _, err := mkdirIn(t.jdir, path.Dir(dst)); err != nil {
+	if err := mkdirIn(t.jdir, path.Dir(dst)); err != nil {
 		return err
 	}
 	if err := t.repo.Rename("refs/"+name, t.jdir, dst, unix.RENAME_NOREPLACE); err != nil {
@@ -568,7 +572,8 @@ func (st *Staged) rollback(t *tx) {
 	t.abandon()
 }
 
-// mkdirFor makes the folders above rel beneath h.
+// mkdirFor makes the folders above rel beneath h (0755: refs/ folders
+// others read, as huggingface_hub makes them).
 func mkdirFor(h *safefs.Handle, rel string) error {
 	d := path.Dir(rel)
 	if d == "." {
@@ -863,7 +868,7 @@ func removeBlob(t *tx, blobsDir *safefs.Handle, etag string, linked map[string]b
 		return nil
 	}
 	if t.j.Hold != "" {
-		if _, err := mkdirIn(t.jdir, t.staged+"/blobs"); err != nil {
+		if err := mkdirIn(t.jdir, t.staged+"/blobs"); err != nil {
 			return err
 		}
 		err = blobsDir.Rename(etag, t.jdir, t.staged+"/blobs/"+etag, unix.RENAME_NOREPLACE)
@@ -886,13 +891,12 @@ func removeBlob(t *tx, blobsDir *safefs.Handle, etag string, linked map[string]b
 }
 
 // mkdirIn makes rel (and its parents) beneath h.
-func mkdirIn(h *safefs.Handle, rel string) (*safefs.Handle, error) {
+func mkdirIn(h *safefs.Handle, rel string) error {
 	d, err := h.Mkdir(rel, 0o700)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	d.Close()
-	return nil, nil
+	return d.Close()
 }
 
 // readRef reads a ref beneath h as huggingface_hub does.
@@ -1043,21 +1047,31 @@ func lockIn(d *safefs.Handle, name string, timeout time.Duration) (func(), error
 	if err != nil {
 		return nil, err
 	}
+	if err := flockWait(fd, timeout, 50*time.Millisecond); err != nil {
+		unix.Close(fd)
+		if err == unix.EWOULDBLOCK {
+			return nil, fmt.Errorf("download lock %s still held after %s", d.Path()+"/"+name, timeout)
+		}
+		return nil, &os.PathError{Op: "flock", Path: d.Path() + "/" + name, Err: err}
+	}
+	return func() { unix.Flock(fd, unix.LOCK_UN); unix.Close(fd) }, nil
+}
+
+// flockWait takes an exclusive flock of fd, trying every step until
+// timeout (0: once); EWOULDBLOCK if it is still held then.
+func flockWait(fd int, timeout, step time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { unix.Flock(fd, unix.LOCK_UN); unix.Close(fd) }, nil
+		switch {
+		case err == nil:
+			return nil
+		case err != unix.EWOULDBLOCK && err != unix.EINTR:
+			return err
+		case !time.Now().Before(deadline):
+			return unix.EWOULDBLOCK
 		}
-		if err != unix.EWOULDBLOCK && err != unix.EINTR {
-			unix.Close(fd)
-			return nil, &os.PathError{Op: "flock", Path: d.Path() + "/" + name, Err: err}
-		}
-		if !time.Now().Before(deadline) {
-			unix.Close(fd)
-			return nil, fmt.Errorf("download lock %s still held after %s", d.Path()+"/"+name, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(step)
 	}
 }
 
@@ -1068,18 +1082,50 @@ func lockFolder(h *safefs.Handle, timeout time.Duration) (func(), error) {
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: h.Path(), Err: err}
 	}
-	deadline := time.Now().Add(timeout)
-	for {
-		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { unix.Flock(fd, unix.LOCK_UN); unix.Close(fd) }, nil
-		}
-		if err != unix.EWOULDBLOCK && err != unix.EINTR || !time.Now().Before(deadline) {
-			unix.Close(fd)
-			return nil, fmt.Errorf("%s: another deletion holds the repo: %w", h.Path(), ErrChanged)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := flockWait(fd, timeout, 20*time.Millisecond); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s: another deletion holds the repo: %w", h.Path(), ErrChanged)
 	}
+	return func() { unix.Flock(fd, unix.LOCK_UN); unix.Close(fd) }, nil
+}
+
+// StagedReceipts lists the receipt names the cache's deletion journals
+// name (every repo's staging folder and .locks/), read beneath handles:
+// never a FIFO, never through a link.
+func StagedReceipts(cacheDir string) (map[string]bool, error) {
+	root, err := safefs.OpenRoot(cacheDir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	out := map[string]bool{}
+	read := func(dir *safefs.Handle, name string) {
+		var j journal
+		if data, err := dir.ReadFile(name, 64<<20); err == nil && json.Unmarshal(data, &j) == nil && j.Receipt != "" {
+			out[j.Receipt] = true
+		}
+	}
+	names, err := root.ReadDir(".")
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		dir, err := root.OpenDir(n + "/" + StagingDir)
+		if n == ".locks" {
+			dir, err = root.OpenDir(".locks")
+		}
+		if err != nil {
+			continue
+		}
+		entries, _ := dir.ReadDir(".")
+		for _, e := range entries {
+			if strings.HasSuffix(e, ".json") && (n != ".locks" || strings.HasPrefix(e, stagingPrefix)) {
+				read(dir, e)
+			}
+		}
+		dir.Close()
+	}
+	return out, nil
 }
 
 // Recovered is a transaction an earlier run left, finished or rolled back.
@@ -1110,16 +1156,25 @@ func finishStaged(root *safefs.Handle, log func(string), only map[string]bool) (
 		}
 	}
 	var out []Recovered
-	names, err := root.ReadDir(".")
-	if err != nil {
-		return nil, err
+	var names []string
+	if only != nil {
+		names = append(names, ".locks")
+		for n := range only {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+	} else {
+		var err error
+		if names, err = root.ReadDir("."); err != nil {
+			return nil, err
+		}
 	}
 	for _, n := range names {
 		if n == ".locks" {
 			out = append(out, finishWhole(root, logf)...)
 			continue
 		}
-		if !strings.Contains(n, "--") || only != nil && !only[n] {
+		if !strings.Contains(n, "--") {
 			continue
 		}
 		rh, err := root.OpenTop(n)

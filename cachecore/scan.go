@@ -478,7 +478,9 @@ func (s *repoScanner) walkRefs(dir, rel string, add func(name, hash string)) err
 				s.outsideRefs = map[string]string{}
 			}
 			s.outsideRefs[content] = outside
-		} else if s.insideRef("refs/"+relName, data) {
+		} else if !isHexHash(content) && s.insideRef("refs/"+relName, data) {
+			// (A commit hash is quoted anyway: only an odd ref, which only
+			// a corrupted repo has, is read a second time.)
 			if s.insideRefs == nil {
 				s.insideRefs = map[string]bool{}
 			}

@@ -197,3 +197,27 @@ func TestReadRegularNeverBlocksOnAFIFO(t *testing.T) {
 		t.Error("a ref larger than the limit is read whole")
 	}
 }
+
+// A FIFO planted among a repo's deletion journals is never opened for
+// reading in a way that waits (every CLI command looks for journals).
+func TestStagedReceiptsNeverBlockOnAFIFO(t *testing.T) {
+	cache := t.TempDir()
+	repo := healthyRepo(t, cache, "models--a--b")
+	if err := os.MkdirAll(filepath.Join(repo, StagingDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(repo, StagingDir, "x.json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(repo, StagingDir, "y.json"), `{"receipt":"mine"}`)
+	done := make(chan map[string]bool, 1)
+	go func() { r, _ := StagedReceipts(cache); done <- r }()
+	select {
+	case got := <-done:
+		if !got["mine"] || len(got) != 1 {
+			t.Errorf("receipts: %v", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("StagedReceipts blocked on a FIFO")
+	}
+}

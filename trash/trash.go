@@ -403,27 +403,22 @@ func (s *Store) Recover(log func(string)) ([]cachecore.Recovered, error) {
 	}
 	// A receipt still pending with no journal left was never staged.
 	files, _ := filepath.Glob(filepath.Join(s.StateDir, "receipts", "*.json"))
+	var journalled map[string]bool
 	for _, f := range files {
-		if r, err := readReceipt(f); err == nil && r.State == StatePending && time.Since(r.When) > time.Minute && !s.journalled(r.Name) {
+		r, err := readReceipt(f)
+		if err != nil || r.State != StatePending || time.Since(r.When) <= time.Minute {
+			continue
+		}
+		if journalled == nil {
+			if journalled, err = cachecore.StagedReceipts(s.CacheDir); err != nil {
+				break
+			}
+		}
+		if !journalled[r.Name] {
 			_ = os.Remove(f)
 		}
 	}
 	return recs, err
-}
-
-// journalled reports whether a transaction of the cache names the receipt.
-func (s *Store) journalled(name string) bool {
-	files, _ := filepath.Glob(filepath.Join(s.CacheDir, "*", cachecore.StagingDir, "*.json"))
-	more, _ := filepath.Glob(filepath.Join(s.CacheDir, ".locks", ".hfcachefs-deleting-*.json"))
-	for _, f := range append(files, more...) {
-		var j struct {
-			Receipt string `json:"receipt"`
-		}
-		if data, err := os.ReadFile(f); err == nil && json.Unmarshal(data, &j) == nil && j.Receipt == name {
-			return true
-		}
-	}
-	return false
 }
 
 // Held sums what holds keep: their bytes and receipts.
