@@ -134,6 +134,7 @@ func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if !n.wait(ctx) {
 		return nil, syscall.EINTR
 	}
+	n.st.refLookup(ctx, n.at().loc)
 	e, ok := n.st.Model().Lookup(n.at().loc, name)
 	if !ok {
 		return nil, syscall.ENOENT
@@ -183,6 +184,9 @@ func (n *dirNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Attr
 }
 
 func (n *dirNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if attr == XattrRefresh {
+		return n.st.refreshXattr(ctx, n.at().loc, dest)
+	}
 	e, ok := n.self(ctx)
 	if !ok {
 		return 0, syscall.ENOENT
@@ -198,7 +202,10 @@ func (n *dirNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.E
 	return n.st.listxattr(e, dest)
 }
 
-func (n *dirNode) Setxattr(context.Context, string, []byte, uint32) syscall.Errno {
+func (n *dirNode) Setxattr(ctx context.Context, attr string, value []byte, flags uint32) syscall.Errno {
+	if attr == XattrRefresh {
+		return n.st.refreshWrite(ctx, n.at().loc, value)
+	}
 	return syscall.EROFS
 }
 func (n *dirNode) Removexattr(context.Context, string) syscall.Errno { return syscall.EROFS }

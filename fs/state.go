@@ -52,6 +52,7 @@ type State struct {
 	model         atomic.Pointer[views.Model]
 	noPassthrough atomic.Bool
 	trasher       Trasher
+	ctl           Controller
 
 	// waitRepo blocks until a repo folder's scan is in the current model
 	// (the mount is ready before the cache has been walked).
