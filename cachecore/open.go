@@ -109,7 +109,9 @@ func classify(err error) error {
 	switch {
 	case errors.Is(err, safefs.ErrEscape):
 		return fmt.Errorf("%w: %w", ErrOutsideCache, err)
-	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ENOTDIR):
+	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.ESTALE):
+		// ESTALE: a network file system's handle of something another
+		// node deleted; gone, as far as the views go.
 		return fmt.Errorf("%w: %w", ErrStale, err)
 	}
 	return err

@@ -2,17 +2,11 @@ package mount
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
-	"hash/fnv"
-	"io"
 	"maps"
 	"os"
-	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -26,8 +20,10 @@ import (
 )
 
 // scanner keeps the mount's model in step with the cache: a first scan
-// in parallel (a repo someone is waiting for goes first), then polling
-// cheap fingerprints and rescanning only the entries that changed.
+// in parallel (a repo someone is waiting for goes first), then the
+// refresher (refresh.go), which rescans only the entries that changed.
+// This file schedules the scans and publishes models; what a change is
+// lives in cachecore (change.go, fingerprint.go).
 type scanner struct {
 	cacheDir  string
 	state     *hffs.State
@@ -35,22 +31,30 @@ type scanner struct {
 	viewOpts  views.Options
 	mountTime time.Time
 	logf      func(format string, args ...any)
+	cfg       refreshConfig
 
 	urgent chan string   // folders a lookup waits for
 	full   chan struct{} // closed once the first full scan is in
+	wake   chan struct{} // the refresher has work (buffered: one wake-up pending at most)
 	pubMu  sync.Mutex    // serializes model builds, so generations stay in order
 	// workMu serializes refreshes and .trash rescans: each reads the scans,
 	// works, and writes them back.
 	workMu sync.Mutex
 	rootID [2]uint64 // dev, ino of the cache dir the state's handle holds (guarded by workMu)
+	w      *watcher  // nil: nothing is watched (poll mode)
 
 	rmu   sync.Mutex              // protects stale
 	stale map[string]*staleFlight // folder -> the rescan for opens that found a blob replaced
 
+	refMu      sync.Mutex // protects the following
+	refChecked map[string]time.Time
+	refFlights map[string]chan struct{}
+
 	mu          sync.Mutex // protects the following
 	names       []string   // top-level entries in directory order
 	scans       map[string]cachecore.EntryScan
-	fingerprint map[string]entryPrint
+	fullPrint   map[string]uint64        // folder -> FullFingerprint taken before its scan
+	pollPrint   map[string]uint64        // folder -> PollFingerprint (polled repos)
 	pending     map[string]chan struct{} // folder -> closed once in the model
 	kept        []string                 // repos shown as last seen while inconsistent
 	gen         uint64
@@ -61,6 +65,14 @@ type scanner struct {
 	heldViews   map[string]heldView          // the repos as shown while settling, reused across models
 	dropped     map[string]string            // folder -> why its kept view was dropped (while it stays inconsistent)
 	missing     string                       // set while the cache dir is gone: what .status.json says
+	work        work                         // what the refresher is to do next
+	lastChange  map[string]time.Time         // folder -> when a change of it was last seen
+	polled      map[string]bool              // folders polled rather than watched
+	info        views.RefreshInfo            // what .status.json says of change detection
+	unreachable *views.Unreachable           // set while the cache dir cannot be read
+	backoff     time.Duration                // the wait before the next try while unreachable
+	scanned     int                          // entries the first scan has done
+	scanDone    *time.Time
 }
 
 // staleFlight is one rescan of a repo for opens that found its blob
@@ -71,13 +83,9 @@ type staleFlight struct {
 }
 
 // settleState is a repo whose refs moved to revisions a download may
-// still be writing: by-ref shows them where they were until the repo has
-// been quiet for settleQuiet with no download writing a blob (or the
-// revisions' trees/<commit>.json says they are complete).
+// still be writing (cachecore.Settle): by-ref shows them where they were.
 type settleState struct {
-	fp    uint64            // the repo's fingerprint when last seen changing
-	since time.Time         // when it was last seen changing
-	held  map[string]string // ref -> commit shown instead ("" hides the ref)
+	held map[string]string // ref -> commit shown instead ("" hides the ref)
 }
 
 type heldView struct {
@@ -85,22 +93,18 @@ type heldView struct {
 	shown   *cachecore.RepoInfo
 }
 
-// settleQuiet is how long a repo whose refs moved must stay unchanged
-// before by-ref follows: longer than the pause between two files of one
-// download, short enough that a finished download shows within 2 s.
-const settleQuiet = time.Second
-
-// settleCheckEvery is how often settling repos are looked at (the full
-// poll may be slower).
+// settleCheckEvery is how often settling repos are looked at again.
 const settleCheckEvery = 250 * time.Millisecond
 
-func newScanner(cacheDir string, inos *views.InoTable, viewOpts views.Options, logf func(string, ...any)) *scanner {
+func newScanner(cacheDir string, inos *views.InoTable, viewOpts views.Options, cfg refreshConfig, logf func(string, ...any)) *scanner {
 	return &scanner{
-		cacheDir: cacheDir, inos: inos, viewOpts: viewOpts, mountTime: time.Now(), logf: logf,
-		urgent: make(chan string, 64), full: make(chan struct{}),
-		scans: map[string]cachecore.EntryScan{}, fingerprint: map[string]entryPrint{}, pending: map[string]chan struct{}{},
-		shown: map[string]map[string]string{}, settling: map[string]*settleState{}, heldViews: map[string]heldView{},
-		dropped: map[string]string{}, stale: map[string]*staleFlight{},
+		cacheDir: cacheDir, inos: inos, viewOpts: viewOpts, mountTime: time.Now(), logf: logf, cfg: cfg,
+		urgent: make(chan string, 64), full: make(chan struct{}), wake: make(chan struct{}, 1),
+		scans: map[string]cachecore.EntryScan{}, fullPrint: map[string]uint64{}, pollPrint: map[string]uint64{},
+		pending: map[string]chan struct{}{}, shown: map[string]map[string]string{}, settling: map[string]*settleState{},
+		heldViews: map[string]heldView{}, dropped: map[string]string{}, stale: map[string]*staleFlight{},
+		lastChange: map[string]time.Time{}, polled: map[string]bool{},
+		refChecked: map[string]time.Time{}, refFlights: map[string]chan struct{}{},
 	}
 }
 
@@ -211,11 +215,13 @@ func (s *scanner) initial(workers int) {
 		if _, loaded := claimed.LoadOrStore(name, true); loaded {
 			return false
 		}
-		fp := printEntry(s.cacheDir, name) // before: a change during the scan shows next time
+		fp, _ := cachecore.FullFingerprint(s.cacheDir, name) // before: a change during the scan shows next time
 		res := cachecore.ScanEntry(s.cacheDir, name)
 		s.mu.Lock()
-		s.scans[name], s.fingerprint[name], s.changed = res, fp, true
+		s.scans[name], s.fullPrint[name], s.changed = res, fp, true
+		s.scanned++
 		s.mu.Unlock()
+		s.afterScan(name, res, fp)
 		return true
 	}
 	publishNow := make(chan struct{}, 1)
@@ -253,6 +259,10 @@ func (s *scanner) initial(workers int) {
 			// for the full scan holds its folder's lock, which a
 			// notification about that folder waits for.
 			prev, next := s.publishStore()
+			s.mu.Lock()
+			now := time.Now()
+			s.scanDone = &now
+			s.mu.Unlock()
 			close(s.full)
 			s.state.InvalidateLater(prev, next)
 			// Lookups still waiting now have their answer (or ENOENT).
@@ -361,13 +371,15 @@ func (s *scanner) planScan(name string) (prev, next *views.Model) {
 	s.workMu.Lock()
 	defer s.workMu.Unlock()
 	s.mu.Lock()
-	fp, had := s.fingerprint[name]
+	fp, had := s.fullPrint[name]
 	_, pending := s.pending[name]
 	_, settling := s.settling[name]
 	kept := wasKept(s.kept, name)
 	s.mu.Unlock()
-	if had && !pending && !settling && !kept && fp.paths != nil && fp.recheck() {
-		return nil, nil
+	if had && !pending && !settling && !kept {
+		if now, ok := cachecore.FullFingerprint(s.cacheDir, name); ok && now == fp {
+			return nil, nil
+		}
 	}
 	return s.rescanLocked(name, false)
 }
@@ -409,8 +421,13 @@ func (s *scanner) rescanStale(folder string) {
 // good view if that still resolves, as the refresher does, and a moved
 // ref stays settling; after a .trash change neither: what it did shows.
 func (s *scanner) rescanLocked(name string, stale bool) (prev, next *views.Model) {
-	fp := printEntry(s.cacheDir, name)
+	fp, _ := cachecore.FullFingerprint(s.cacheDir, name)
 	_, statErr := os.Lstat(s.cacheDir + "/" + name)
+	if cachecore.Unreachable(statErr) && !errors.Is(statErr, os.ErrPermission) {
+		// Not an answer (a file server down): the last good view stands.
+		s.markUnreachable(statErr)
+		return nil, nil
+	}
 	res := cachecore.ScanEntry(s.cacheDir, name)
 	keep := false
 	if stale && res.Repo() == nil && statErr == nil && isDir(s.cacheDir+"/"+name) {
@@ -419,7 +436,7 @@ func (s *scanner) rescanLocked(name string, stale bool) (prev, next *views.Model
 		s.mu.Unlock()
 		if old.Repo() != nil {
 			if why := s.keptViewBroken(old.Repo()); why == "" {
-				res, keep, fp = res.WithRepo(old.Repo()), true, entryPrint{}
+				res, keep, fp = res.WithRepo(old.Repo()), true, 0
 			} else {
 				s.drop(name, why)
 			}
@@ -445,183 +462,32 @@ func (s *scanner) rescanLocked(name string, stale bool) (prev, next *views.Model
 	case statErr != nil && idx >= 0:
 		s.names = append(s.names[:idx:idx], s.names[idx+1:]...)
 		delete(s.scans, name)
-		delete(s.fingerprint, name)
+		delete(s.fullPrint, name)
+		delete(s.pollPrint, name)
 	case statErr == nil:
 		if idx < 0 {
 			s.names = append(s.names, name)
 		}
-		s.scans[name], s.fingerprint[name] = res, fp
+		s.scans[name], s.fullPrint[name] = res, fp
 	}
 	if !stale {
 		delete(s.settling, name) // what .trash did shows at once
 	}
 	s.changed = true
 	s.mu.Unlock()
-	return s.publishStore()
-}
-
-// refresh polls fingerprints until ctx ends.
-func (s *scanner) refresh(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	quick := time.NewTicker(settleCheckEvery)
-	defer quick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.refreshOnce(nil)
-		case <-quick.C:
-			// Between full polls, only the repos a download is settling.
-			if only := s.settlingNames(); len(only) > 0 {
-				s.refreshOnce(only)
-			}
-		}
+	if statErr == nil {
+		s.afterScan(name, res, fp)
 	}
-}
-
-func (s *scanner) settlingNames() map[string]bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.settling) == 0 {
-		return nil
-	}
-	only := make(map[string]bool, len(s.settling))
-	for name := range s.settling {
-		only[name] = true
-	}
-	return only
-}
-
-// refreshOnce rescans the entries whose fingerprint changed. A repo that
-// was fine and now scans as corrupted (a download wrote its ref before
-// its snapshot) keeps its last good view until it is consistent again.
-// With only set, just those entries are looked at.
-func (s *scanner) refreshOnce(only map[string]bool) {
-	// The kernel hears of it only once workMu is free: a .trash rename
-	// waits for workMu while the kernel holds its folders' locks, which a
-	// notification about those folders waits for.
-	s.state.InvalidateLater(s.refreshStore(only))
-}
-
-func (s *scanner) refreshStore(only map[string]bool) (prev, next *views.Model) {
-	s.workMu.Lock()
-	defer s.workMu.Unlock()
-	s.mu.Lock()
-	oldScans := s.scans
-	oldFP := s.fingerprint
-	names := s.names
-	s.mu.Unlock()
-	// The cache dir renamed or deleted: the mount shows no repo until a
-	// folder is at its path again, then everything is scanned afresh.
-	var root syscall.Stat_t
-	rootState := s.checkRoot(&root)
-	switch rootState {
-	case rootGone:
-		return s.publishStore() // the empty model, once
-	case rootStillGone:
-		return nil, nil
-	case rootBack:
-		s.mu.Lock()
-		oldScans, oldFP, names = s.scans, s.fingerprint, s.names
-		s.mu.Unlock()
-	}
-	// The cache root is listed again only when it changed.
-	if rp := [4]int64{root.Mtim.Sec, root.Mtim.Nsec, root.Ctim.Sec, root.Ctim.Nsec}; rp != s.rootPrint {
-		var err error
-		if names, err = cachecore.ListEntries(s.cacheDir); err != nil {
-			s.logf("refresh: %v", err)
-			return nil, nil
-		}
-		s.rootPrint = rp
-	}
-
-	scans := make(map[string]cachecore.EntryScan, len(names))
-	fps := make(map[string]entryPrint, len(names))
-	var kept []string
-	changed := len(names) != len(oldScans) || rootState == rootBack
-	now := time.Now()
-	for _, name := range names {
-		old, had := oldScans[name]
-		if only != nil && !only[name] && had {
-			scans[name], fps[name] = old, oldFP[name]
-			if wasKept(s.kept, name) {
-				kept = append(kept, name)
-			}
-			continue
-		}
-		// Cheap first: the paths the last walk of the entry stat'ed.
-		if op, ok := oldFP[name]; had && ok && op.paths != nil && op.recheck() {
-			fps[name] = op
-			scans[name] = old
-			if wasKept(s.kept, name) {
-				kept = append(kept, name)
-			} else if s.settle(name, old.Repo(), op.fp, now) {
-				changed = true
-			}
-			continue
-		}
-		fp := printEntry(s.cacheDir, name)
-		fps[name] = fp
-		if had && oldFP[name].fp == fp.fp {
-			scans[name] = old
-			if wasKept(s.kept, name) {
-				kept = append(kept, name)
-			} else if s.settle(name, old.Repo(), fp.fp, now) {
-				changed = true
-			}
-			continue
-		}
-		changed = true
-		res := cachecore.ScanEntry(s.cacheDir, name)
-		if res.Repo() == nil && had && old.Repo() != nil && isDir(s.cacheDir+"/"+name) {
-			// Kept only while every folder its blobs are in still
-			// resolves as scanned, beneath the repo or the cache dir.
-			if why := s.keptViewBroken(old.Repo()); why == "" {
-				res = res.WithRepo(old.Repo())
-				kept = append(kept, name)
-				fps[name] = entryPrint{} // look again next time
-			} else {
-				s.drop(name, why)
-				s.settle(name, nil, fp.fp, now)
-			}
-		} else {
-			s.settle(name, res.Repo(), fp.fp, now)
-			if res.Repo() != nil {
-				s.undrop(name)
-			}
-		}
-		scans[name] = res
-	}
-	s.mu.Lock()
-	for name := range s.settling {
-		if _, ok := scans[name]; !ok {
-			delete(s.settling, name) // the repo is gone
-		}
-	}
-	for name := range s.dropped {
-		if _, ok := scans[name]; !ok {
-			delete(s.dropped, name)
-			changed = true
-		}
-	}
-	s.mu.Unlock()
-	if !changed {
-		return nil, nil
-	}
-	s.mu.Lock()
-	s.names, s.scans, s.fingerprint, s.kept, s.changed = names, scans, fps, kept, true
-	s.mu.Unlock()
 	return s.publishStore()
 }
 
 // What checkRoot found.
 const (
-	rootSame      = iota // the folder the handle holds
-	rootGone             // missing since this poll: its empty model is to be published
-	rootStillGone        // missing, and already shown so
-	rootBack             // a folder is at the path again (or another one): reopened, to be scanned afresh
+	rootSame        = iota // the folder the handle holds
+	rootGone               // missing since this poll: its empty model is to be published
+	rootStillGone          // missing, and already shown so
+	rootBack               // a folder is at the path again (or another one): reopened, to be scanned afresh
+	rootUnreachable        // the path could not be asked (an error other than "not found"): keep everything
 )
 
 // checkRoot compares the folder at the cache dir's path with the one the
@@ -635,6 +501,12 @@ func (s *scanner) checkRoot(root *syscall.Stat_t) int {
 	}
 	if err == nil && [2]uint64{root.Dev, root.Ino} == s.rootID {
 		return rootSame
+	}
+	if cachecore.Unreachable(err) {
+		// Not an answer (ENOTCONN: a file server down): the cache is
+		// unknown, not gone. The last good view stands.
+		s.markUnreachable(err)
+		return rootUnreachable
 	}
 	var h *safefs.Handle
 	if err == nil {
@@ -659,7 +531,7 @@ func (s *scanner) checkRoot(root *syscall.Stat_t) int {
 		s.mu.Unlock()
 		return rootStillGone
 	}
-	s.names, s.scans, s.fingerprint, s.kept = nil, map[string]cachecore.EntryScan{}, map[string]entryPrint{}, nil
+	s.names, s.scans, s.fullPrint, s.pollPrint, s.kept = nil, map[string]cachecore.EntryScan{}, map[string]uint64{}, map[string]uint64{}, nil
 	s.settling, s.dropped, s.heldViews = map[string]*settleState{}, map[string]string{}, map[string]heldView{}
 	s.rootPrint = [4]int64{}
 	s.changed = true
@@ -721,119 +593,6 @@ func removeName(list []string, name string) []string {
 		}
 	}
 	return out
-}
-
-// settle decides what by-ref shows of a repo whose refs moved since the
-// last model (a download wrote refs/<ref> before, or while, it wrote the
-// snapshot): the refs stay where they were, or stay hidden if they are
-// new, until the repo has settled. It reports whether that changed.
-func (s *scanner) settle(name string, repo *cachecore.RepoInfo, fp uint64, now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st := s.settling[name]
-	if repo == nil {
-		delete(s.settling, name)
-		return st != nil
-	}
-	shown := s.shown[name]
-	held := map[string]string{}
-	var moved []*cachecore.RevisionInfo
-	for _, rev := range repo.Revisions {
-		for _, ref := range rev.Refs {
-			was, ok := shown[ref]
-			if ok && was == rev.CommitHash {
-				continue
-			}
-			if !ok || repo.Revision(was) == nil {
-				was = ""
-			}
-			held[ref] = was
-			moved = append(moved, rev)
-		}
-	}
-	if len(held) == 0 {
-		delete(s.settling, name) // the refs are back where they are shown, or gone
-		return st != nil
-	}
-	settled := treesComplete(repo, moved) ||
-		st != nil && st.fp == fp && now.Sub(st.since) >= settleQuiet && !downloading(repo.RepoPath, now)
-	switch {
-	case settled:
-		delete(s.settling, name)
-		return st != nil
-	case st == nil || st.fp != fp:
-		s.settling[name] = &settleState{fp: fp, since: now, held: held}
-		return st == nil || !maps.Equal(st.held, held)
-	}
-	return false
-}
-
-// treesComplete reports whether trees/<commit>.json (written by
-// snapshot_download before the files) lists no file missing from each
-// revision's snapshot.
-func treesComplete(repo *cachecore.RepoInfo, revs []*cachecore.RevisionInfo) bool {
-	if len(revs) == 0 {
-		return false
-	}
-	for _, rev := range revs {
-		// Beneath the repo's handle: a listing swapped for a FIFO or a
-		// link out of the cache must not hang or feed the refresher.
-		data, err := readTree(repo, rev.CommitHash)
-		if err != nil {
-			return false
-		}
-		var tree struct {
-			FormatVersion int                        `json:"format_version"`
-			Files         map[string]json.RawMessage `json:"files"`
-		}
-		if json.Unmarshal(data, &tree) != nil || tree.FormatVersion != 1 {
-			return false
-		}
-		have := make(map[string]bool, len(rev.Files))
-		for _, f := range rev.Files {
-			have[f.RelPath] = true
-		}
-		for p := range tree.Files {
-			if !have[p] {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// readTree reads trees/<commit>.json of a repo beneath its folder (no
-// symlink on the way; at most 64 MiB).
-func readTree(repo *cachecore.RepoInfo, commit string) ([]byte, error) {
-	root, err := safefs.OpenRoot(filepath.Dir(repo.RepoPath))
-	if err != nil {
-		return nil, err
-	}
-	defer root.Close()
-	rh, err := root.OpenTop(repo.FolderName())
-	if err != nil {
-		return nil, err
-	}
-	defer rh.Close()
-	return rh.ReadFile("trees/"+commit+".json", 64<<20)
-}
-
-// downloading reports whether a blob of the repo is being written: an
-// .incomplete file touched in the last 30 seconds.
-func downloading(repoPath string, now time.Time) bool {
-	entries, err := os.ReadDir(repoPath + "/blobs")
-	if err != nil {
-		return false
-	}
-	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".incomplete") {
-			continue
-		}
-		if fi, err := e.Info(); err == nil && now.Sub(fi.ModTime()) < 30*time.Second {
-			return true
-		}
-	}
-	return false
 }
 
 // heldRepo is repo with its moved refs shown where they were (a copy,
@@ -925,98 +684,4 @@ func (s *scanner) keptRepos() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.kept...)
-}
-
-// entryPrint is a top-level entry's fingerprint and the paths it covers.
-type entryPrint struct {
-	fp    uint64
-	paths []string // in the order they were hashed
-}
-
-// recheck reports whether the same paths still hash to the same value: a
-// stat each, no listing (a new file or folder changes its folder's mtime).
-func (p entryPrint) recheck() bool {
-	h := newPrintHash()
-	var st syscall.Stat_t
-	for _, path := range p.paths {
-		if syscall.Stat(path, &st) != nil {
-			return false
-		}
-		h.add(path, &st)
-	}
-	return h.Sum64() == p.fp
-}
-
-type printHash struct {
-	hash.Hash64
-	buf [8 * 5]byte
-}
-
-func newPrintHash() *printHash { return &printHash{Hash64: fnv.New64a()} }
-
-func (h *printHash) add(p string, st *syscall.Stat_t) {
-	_, _ = io.WriteString(h, p)
-	for i, v := range [5]uint64{uint64(st.Mtim.Sec), uint64(st.Mtim.Nsec), uint64(st.Size), st.Ino, uint64(st.Ctim.Nsec)} {
-		for j := 0; j < 8; j++ {
-			h.buf[i*8+j] = byte(v >> (8 * j))
-		}
-	}
-	_, _ = h.Write(h.buf[:])
-}
-
-// printEntry hashes what a download or a deletion changes in a top-level
-// entry: the stat of the entry, of every file and folder under refs/, of
-// every folder under snapshots/, of blobs/ and .no_exist/. Files under
-// snapshots/ are not stat'ed: adding or removing one changes its folder's
-// mtime.
-func printEntry(cacheDir, name string) entryPrint {
-	h := newPrintHash()
-	var paths []string
-	add := func(p string, st *syscall.Stat_t) {
-		h.add(p, st)
-		paths = append(paths, p)
-	}
-	path := cacheDir + "/" + name
-	var st syscall.Stat_t
-	if syscall.Stat(path, &st) != nil {
-		return entryPrint{}
-	}
-	add(path, &st)
-	if st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
-		for _, sub := range []string{"/blobs", "/.no_exist"} {
-			if syscall.Stat(path+sub, &st) == nil {
-				add(path+sub, &st)
-			}
-		}
-		walkStat(path+"/refs", true, add)
-		walkStat(path+"/snapshots", false, add)
-	}
-	return entryPrint{fp: h.Sum64(), paths: paths}
-}
-
-// walkStat stats a folder and its sub-folders (and its files too when
-// files is set), following symlinks as the scan does.
-func walkStat(dir string, files bool, add func(string, *syscall.Stat_t)) {
-	var st syscall.Stat_t
-	if syscall.Stat(dir, &st) != nil {
-		return
-	}
-	add(dir, &st)
-	f, err := os.Open(dir)
-	if err != nil {
-		return
-	}
-	entries, _ := f.ReadDir(-1)
-	f.Close()
-	for _, e := range entries {
-		p := dir + "/" + e.Name()
-		switch {
-		case e.IsDir():
-			walkStat(p, files, add)
-		case files:
-			if syscall.Stat(p, &st) == nil {
-				add(p, &st)
-			}
-		}
-	}
 }

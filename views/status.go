@@ -86,15 +86,91 @@ type StatusDoc struct {
 	Settling         []string                  `json:"settling"`
 	// CacheDirMissing says the cache dir is gone (renamed or deleted)
 	// while mounted: no repo is shown until a folder is at its path again.
-	CacheDirMissing string    `json:"cache_dir_missing,omitempty"`
-	Mount           MountInfo `json:"mount"`
+	CacheDirMissing string       `json:"cache_dir_missing,omitempty"`
+	Scan            *ScanInfo    `json:"scan,omitempty"`
+	Refresh         *RefreshInfo `json:"refresh,omitempty"`
+	Mount           MountInfo    `json:"mount"`
+}
+
+// ScanInfo is the first scan's progress: the mount answers before it is
+// done (repos not scanned yet are listed by name and scanned first when
+// looked up; by-size ranks what has been scanned).
+type ScanInfo struct {
+	State   string `json:"state"` // "running" or "done"
+	Scanned int    `json:"scanned"`
+	Total   int    `json:"total"`
+	// BySizePartial says by-size/ ranks only the repos scanned so far.
+	BySizePartial bool       `json:"by_size_partial"`
+	Started       time.Time  `json:"started"`
+	Done          *time.Time `json:"done,omitempty"`
+}
+
+// RefreshInfo says how the mount learns of changes to the cache and how
+// stale it may be.
+type RefreshInfo struct {
+	// Mode is "events" (inotify sees every change), "poll" (the cache is
+	// on a file system whose other clients' writes inotify cannot see),
+	// or "events+poll" (some repos could not be watched and are polled).
+	Mode   string `json:"mode"`
+	FSType string `json:"fs_type"` // of the cache dir, as statfs tells it
+	Reason string `json:"reason"`  // why this mode
+	// StalenessBound says how long a change may take to show.
+	StalenessBound string `json:"staleness_bound"`
+	PollInterval   string `json:"poll_interval"`
+	RefTTL         string `json:"ref_ttl"`
+	Watches        int    `json:"watches"`      // inotify watches held
+	WatchLimit     int    `json:"watch_limit"`  // fs.inotify.max_user_watches
+	PolledRepos    int    `json:"polled_repos"` // repos polled (all of them in poll mode)
+	// Unwatched says why some repos are polled in events mode.
+	Unwatched string `json:"unwatched,omitempty"`
+	Overflows int    `json:"overflows"` // event queue overflows (each rescanned everything)
+	Events    uint64 `json:"events"`    // change events received
+	Rescans   uint64 `json:"rescans"`   // repo rescans done since the first scan
+	// LastPass is the last poll pass: when, how long, how many paths.
+	LastPass *PassInfo `json:"last_pass,omitempty"`
+	// Unreachable is set while the cache dir cannot be read (an error
+	// other than "not found": a file server down): the last good view is
+	// kept and the cache is retried with backoff.
+	Unreachable *Unreachable `json:"unreachable"`
+}
+
+// PassInfo is one poll pass.
+type PassInfo struct {
+	At      time.Time `json:"at"`
+	Seconds float64   `json:"seconds"`
+	Paths   int       `json:"paths"`
+	Changed int       `json:"changed"`
+}
+
+// Unreachable says since when and why the cache cannot be read.
+type Unreachable struct {
+	Since     time.Time `json:"since"`
+	Error     string    `json:"error"`
+	NextRetry time.Time `json:"next_retry"`
+}
+
+// Live is what the mount adds to a model's status: repos kept as last
+// seen, refs held while a download settles, the scan's progress and the
+// change detection.
+type Live struct {
+	Kept, Settling []string
+	Scan           *ScanInfo
+	Refresh        *RefreshInfo
 }
 
 // Status renders .status.json for this model. kept lists repo folders
 // shown as they last were because they are inconsistent right now;
 // settling, refs by-ref shows where they were while a download writes.
 func (m *Model) Status(mount MountInfo, kept, settling []string) []byte {
+	return m.StatusLive(mount, Live{Kept: kept, Settling: settling})
+}
+
+// StatusLive renders .status.json for this model with what the mount
+// knows beyond it.
+func (m *Model) StatusLive(mount MountInfo, live Live) []byte {
+	kept, settling := live.Kept, live.Settling
 	doc := StatusDoc{
+		Scan: live.Scan, Refresh: live.Refresh,
 		Generation: m.Gen, RefreshedAt: m.Built, Repos: len(m.Info.Repos),
 		SizeOnDisk: m.Info.SizeOnDisk, SizeOnDiskStr: m.Info.SizeOnDiskStr(),
 		Warnings: []string{}, LeftOut: []LeftOut{}, Notices: append([]cachecore.Notice{}, m.Info.Notices...),
