@@ -355,11 +355,20 @@ func (s *scanner) refreshStore(wk work) (prev, next *views.Model) {
 	var root syscall.Stat_t
 	switch s.checkRoot(&root) {
 	case rootGone:
+		if s.w != nil {
+			s.w.forgetAll() // a renamed cache dir's events are not this cache's
+		}
 		return s.publishStore() // the empty model, once
 	case rootStillGone, rootUnreachable:
 		return nil, nil
 	case rootBack:
 		wk.relist, wk.all = true, true
+		if s.w != nil {
+			s.w.forgetAll()
+			if err := s.state.WithRoot(func(root *safefs.Handle) error { return s.w.watchRoot(root) }); err != nil {
+				s.logf("refresh: watching %s again: %v", s.cacheDir, err)
+			}
+		}
 	}
 	s.mu.Lock()
 	names := s.names

@@ -533,6 +533,7 @@ func (s *scanner) checkRoot(root *syscall.Stat_t) int {
 	}
 	s.names, s.scans, s.fullPrint, s.pollPrint, s.kept = nil, map[string]cachecore.EntryScan{}, map[string]uint64{}, map[string]uint64{}, nil
 	s.settling, s.dropped, s.heldViews = map[string]*settleState{}, map[string]string{}, map[string]heldView{}
+	s.polled, s.lastChange = map[string]bool{}, map[string]time.Time{}
 	s.rootPrint = [4]int64{}
 	s.changed = true
 	if h == nil {

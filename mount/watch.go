@@ -181,6 +181,19 @@ func (w *watcher) forget(folder string) {
 	}
 }
 
+// forgetAll removes every watch, the cache dir's included.
+func (w *watcher) forgetAll() {
+	w.mu.Lock()
+	var wds []int32
+	for wd := range w.byWD {
+		wds = append(wds, wd)
+	}
+	w.mu.Unlock()
+	for _, wd := range wds {
+		w.remove(wd)
+	}
+}
+
 func (w *watcher) remove(wd int32) {
 	_, _ = unix.InotifyRmWatch(int(w.f.Fd()), uint32(wd))
 	w.dropWD(wd)
