@@ -60,6 +60,13 @@ func runRefresh(env *cliEnv, args []string) error {
 	}
 	for _, t := range targets {
 		out, err := readRefresh(t)
+		if errors.Is(err, errNoRepo) && t != mp {
+			// A repo the mount has not listed yet (just downloaded): the
+			// root's refresh lists the cache again, then the repo is there.
+			if _, err = readRefresh(mp); err == nil {
+				out, err = readRefresh(t)
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -102,6 +109,8 @@ func displayPath(folder string) string {
 	return typ + "s/" + id
 }
 
+var errNoRepo = errors.New("no such repo on the mount (not in the cache)")
+
 // readRefresh reads user.hf.refresh of path: the mount rescans, then
 // answers.
 func readRefresh(path string) (string, error) {
@@ -117,7 +126,7 @@ func readRefresh(path string) (string, error) {
 		case errors.Is(err, syscall.ENODATA), errors.Is(err, syscall.ENOTSUP):
 			return "", fmt.Errorf("%s is not an hfcachefs mount (or a repo folder of one): it has no %s", path, fs.XattrRefresh)
 		case errors.Is(err, syscall.ENOENT):
-			return "", fmt.Errorf("%s: no such repo on the mount (not in the cache, or not scanned yet)", path)
+			return "", fmt.Errorf("%s: %w", path, errNoRepo)
 		}
 		return "", fmt.Errorf("refresh %s: %w", path, err)
 	}

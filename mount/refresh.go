@@ -77,6 +77,20 @@ func (s *scanner) ask(f func(w *work)) {
 	}
 }
 
+// kick wakes the refresher so it recomputes its next deadline (a repo
+// that began settling outside its loop needs its 250 ms looks).
+func (s *scanner) kick() {
+	s.mu.Lock()
+	settling := len(s.settling) > 0
+	s.mu.Unlock()
+	if settling {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // onChange is the watcher's report of a changed path.
 func (s *scanner) onChange(c cachecore.Change) {
 	now := time.Now()
@@ -263,8 +277,8 @@ func (s *scanner) run(ctx context.Context) {
 		if len(s.settling) > 0 && (wait < 0 || wait > settleCheckEvery) {
 			wait = settleCheckEvery
 		}
-		if s.unreachable != nil && (wait < 0 || wait > s.backoff) {
-			wait = s.backoff
+		if u := s.unreachable; u != nil {
+			wait = max(time.Until(u.NextRetry), 0)
 		}
 		if s.missing != "" && (wait < 0 || wait > time.Second) {
 			wait = time.Second // one stat a second while the cache dir is gone
@@ -289,6 +303,12 @@ func (s *scanner) run(ctx context.Context) {
 		case <-tick:
 		}
 		s.mu.Lock()
+		if u := s.unreachable; u != nil && time.Now().Before(u.NextRetry) {
+			// Backing off: neither the poll nor events ask the file
+			// server before the next try (a refresh asks at once).
+			s.mu.Unlock()
+			continue
+		}
 		wk := s.work
 		s.work = work{}
 		if s.missing != "" || s.unreachable != nil {
@@ -527,9 +547,6 @@ func (s *scanner) scanOne(name string, old cachecore.EntryScan, now time.Time) b
 	case !kept && wasKept(s.kept, name):
 		s.kept = removeName(s.kept, name)
 	}
-	if _, ok := s.lastChange[name]; !ok {
-		s.lastChange[name] = now
-	}
 	s.mu.Unlock()
 	if !kept {
 		s.settle(name, res.Repo(), now)
@@ -615,6 +632,7 @@ func (s *scanner) RefLookup(ctx context.Context, folder string) {
 	// Stored before the lookup goes on; the kernel hears of it later (a
 	// FUSE request must not wait for a notification).
 	s.state.InvalidateLater(s.refreshStore(work{folders: map[string]bool{folder: true}}))
+	s.kick()
 }
 
 // refsCurrent reads a repo's ref files beneath its folder and reports
@@ -689,10 +707,16 @@ func (s *scanner) Refresh(ctx context.Context, folders []string) (string, error)
 	}
 	s.mu.Lock()
 	before := s.info.Rescans
+	for _, f := range folders {
+		// Asked for by name after a download: its refs need no quiet
+		// time (a transfer still writing a blob holds them all the same).
+		delete(s.lastChange, f)
+	}
 	s.mu.Unlock()
 	start := time.Now()
 	prev, next := s.refreshStore(wk)
 	s.state.InvalidateLater(prev, next)
+	s.kick()
 	s.mu.Lock()
 	rescanned := s.info.Rescans - before
 	unreach := s.unreachable

@@ -277,7 +277,11 @@ func (t *trasher) purgeLoop(ctx context.Context) {
 		} else if len(names) > 0 {
 			t.logf("purged expired holds: %s", strings.Join(names, ", "))
 		}
-		wait := time.Minute
+		// Holds this daemon makes wake it (holdWake), and each expiry is
+		// known; one made by the CLI meanwhile is looked for hourly (every
+		// CLI command purges expired holds too): an idle mount reads
+		// nothing.
+		wait := time.Hour
 		if next, ok := t.store.NextExpiry(); ok {
 			wait = min(wait, max(time.Until(next)+10*time.Millisecond, 10*time.Millisecond))
 		}
