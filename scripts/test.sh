@@ -7,8 +7,11 @@ cd "$(dirname "$0")/.."
 
 # System packages the tests use: fuse3 (fusermount3), attr (getfattr),
 # bubblewrap (container export), python3 (case builder, mmap), nodejs and
-# npm (the real Hugging Face client of the e2e tests). Installed
-# only where missing, and only as root (elsewhere say what is missing).
+# npm (the real Hugging Face client of the e2e tests), glusterfs-server and
+# glusterfs-client (the network file system of e2e/gluster_test.go, set up
+# by scripts/glusterfs.sh), strace (an idle daemon makes no system call:
+# mount/watch_test.go). Installed only where missing, and only as root
+# (elsewhere say what is missing).
 need_pkgs=()
 command -v fusermount3 >/dev/null || need_pkgs+=(fuse3)
 command -v getfattr >/dev/null || need_pkgs+=(attr)
@@ -16,6 +19,9 @@ command -v bwrap >/dev/null || need_pkgs+=(bubblewrap)
 command -v python3 >/dev/null || need_pkgs+=(python3)
 command -v node >/dev/null || need_pkgs+=(nodejs)
 command -v npm >/dev/null || need_pkgs+=(npm)
+command -v glusterd >/dev/null || need_pkgs+=(glusterfs-server)
+command -v mount.glusterfs >/dev/null || need_pkgs+=(glusterfs-client)
+command -v strace >/dev/null || need_pkgs+=(strace)
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing: ${need_pkgs[*]}"
