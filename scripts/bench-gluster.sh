@@ -9,9 +9,10 @@
 #            info incremental) over BENCH_SECONDS: with no daemon (baseline),
 #            one idle daemon (client mount 2), two (one per client mount);
 #            daemons run with the defaults (--watch auto: poll, 30 s).
-#            Target per idle node: about a handful of paths (HANDFUL=6: the
-#            repo folder, refs/, refs/main, snapshots/, the snapshot refs
-#            point to, blobs/) x REPOS / poll interval
+#            Target per idle node: a handful of paths (HANDFUL=7:
+#            cachecore.PollPaths of these repos: the repo folder, refs/,
+#            refs/main, snapshots/, the snapshot main points to, blobs/,
+#            .no_exist/) x REPOS / poll interval
 #   2 ref    cross-node ref follow: a new snapshot and refs/main rewritten
 #            (temp + rename) on node 1, until cat of by-ref/main/config.json
 #            through node 2's daemon shows the new bytes (polled every
@@ -25,7 +26,7 @@
 #   REPOS=50           repos in the generated cache
 #   RUNS=7             ref moves timed in part 2
 #   POLL=30s REF_TTL=1s  the daemons' --poll-interval / --ref-ttl (the defaults)
-#   HANDFUL=6          paths per repo a poll pass may look at (for the target)
+#   HANDFUL=7          paths per repo a poll pass may look at (for the target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
@@ -35,7 +36,7 @@ REPOS=${REPOS:-50}
 RUNS=${RUNS:-7}
 POLL=${POLL:-30s}
 REF_TTL=${REF_TTL:-1s}
-HANDFUL=${HANDFUL:-6}
+HANDFUL=${HANDFUL:-7}
 
 [ "$(id -u)" = 0 ] || { echo "bench-gluster.sh: needs root (glusterd, mounts)" >&2; exit 1; }
 
