@@ -11,6 +11,7 @@ import (
 	"log"
 	"os"
 	"os/exec"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -156,6 +157,11 @@ func Start(mountpoint string, o Options, logger *log.Logger) (*Mount, error) {
 		o.Workers = 4
 	}
 
+	if os.Getenv("GOMAXPROCS") == "" {
+		// Set once: left automatic, the runtime re-reads the cgroup's CPU
+		// quota every second, an idle daemon's only system calls.
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	}
 	if os.Getenv("GOGC") == "" {
 		// The daemon keeps a node per looked-up path for as long as the
 		// kernel caches it: trade a little CPU for half the GC headroom.
