@@ -283,57 +283,39 @@ func Settle(in SettleInput) (held map[string]string) {
 // should: what its listing lists, or, with none, what the revision shown
 // before held (no revision before and no listing: unknown, so no).
 func complete(rev, before *RevisionInfo, listing func(string) ([]string, bool)) bool {
-	have := make(map[string]bool, len(rev.Files))
-	for _, f := range rev.Files {
-		have[f.RelPath] = true
-	}
-	if listing != nil {
-		if paths, ok := listing(rev.CommitHash); ok {
-			for _, p := range paths {
-				if !have[p] {
-					return false
-				}
-			}
-			return true
-		}
-	}
-	if before == nil {
-		return false
-	}
-	for _, f := range before.Files {
-		if !have[f.RelPath] {
-			return false
-		}
-	}
-	return true
+	lacks, known := missing(rev, before, listing)
+	return known && len(lacks) == 0
 }
 
 // Missing lists the paths a revision lacks: those its listing lists, or
 // with none those the revision before held, sorted.
 func Missing(rev, before *RevisionInfo, listing func(string) ([]string, bool)) []string {
-	have := make(map[string]bool, len(rev.Files))
-	for _, f := range rev.Files {
-		have[f.RelPath] = true
-	}
+	out, _ := missing(rev, before, listing)
+	return out
+}
+
+// missing is Missing, and whether anything said what the revision should
+// hold (a listing, or a revision before).
+func missing(rev, before *RevisionInfo, listing func(string) ([]string, bool)) (out []string, known bool) {
 	var want []string
-	var paths []string
-	ok := false
 	if listing != nil {
-		paths, ok = listing(rev.CommitHash)
+		want, known = listing(rev.CommitHash)
 	}
-	if ok {
-		want = paths
-	} else if before != nil {
+	if !known && before != nil {
+		known = true
 		for _, f := range before.Files {
 			want = append(want, f.RelPath)
 		}
 	}
-	var out []string
+	have := make(map[string]bool, len(rev.Files))
+	for _, f := range rev.Files {
+		have[f.RelPath] = true
+	}
 	for _, p := range want {
 		if !have[p] {
 			out = append(out, p)
 		}
 	}
 	sort.Strings(out)
-	return out
+	return out, known
 }

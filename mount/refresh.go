@@ -661,7 +661,9 @@ func (s *scanner) refsCurrent(folder string, repo *cachecore.RepoInfo) bool {
 				}
 				continue
 			}
-			if string(trimSpace(data)) != commit {
+			// What the scan reads of a ref (upstream's raw text): the same
+			// bytes the scan matched against a snapshot folder.
+			if text, err := cachecore.RefContent(data); err != nil || text != commit {
 				current = false
 			}
 		}
@@ -676,16 +678,6 @@ func (s *scanner) refsCurrent(folder string, repo *cachecore.RepoInfo) bool {
 		return nil
 	})
 	return current
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ' || b[len(b)-1] == '\r' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	return b
 }
 
 // Refresh is the refresh control (hffs.Controller; `hfcachefs refresh`):
@@ -776,7 +768,7 @@ func (s *scanner) refreshInfo() *views.RefreshInfo {
 func (s *scanner) scanInfo() *views.ScanInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	info := &views.ScanInfo{State: "running", Scanned: s.scanned, Total: len(s.names), Started: s.mountTime, Done: s.scanDone}
+	info := &views.ScanInfo{State: "running", Scanned: len(s.scans), Total: len(s.names), Started: s.mountTime, Done: s.scanDone}
 	if s.scanDone != nil {
 		info.State, info.Scanned = "done", len(s.names)
 	}

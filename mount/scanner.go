@@ -71,7 +71,6 @@ type scanner struct {
 	info        views.RefreshInfo            // what .status.json says of change detection
 	unreachable *views.Unreachable           // set while the cache dir cannot be read
 	backoff     time.Duration                // the wait before the next try while unreachable
-	scanned     int                          // entries the first scan has done
 	scanDone    *time.Time
 }
 
@@ -219,7 +218,6 @@ func (s *scanner) initial(workers int) {
 		res := cachecore.ScanEntry(s.cacheDir, name)
 		s.mu.Lock()
 		s.scans[name], s.fullPrint[name], s.changed = res, fp, true
-		s.scanned++
 		s.mu.Unlock()
 		s.afterScan(name, res, fp)
 		return true
