@@ -78,7 +78,7 @@ type State struct {
 	live map[*dirNode]struct{}
 
 	qmu      sync.Mutex // protects the following
-	queue    [][2]*views.Model
+	queue    []invalidation
 	draining bool
 }
 
@@ -171,6 +171,13 @@ func (s *State) Invalidate(prev, next *views.Model) {
 	}
 }
 
+// invalidation is one queued Invalidate; done (if set) is closed once
+// the kernel has been told.
+type invalidation struct {
+	prev, next *views.Model
+	done       chan struct{}
+}
+
 // InvalidateLater queues Invalidate for a goroutine of its own, in order,
 // so that whoever swapped the model never waits for the kernel: a
 // notification about a folder waits for that folder's lock, which a
@@ -179,9 +186,27 @@ func (s *State) InvalidateLater(prev, next *views.Model) {
 	if prev == nil || prev == next {
 		return
 	}
+	s.enqueue(invalidation{prev: prev, next: next})
+}
+
+// InvalidateWait queues Invalidate like InvalidateLater (nil models: none)
+// and waits, at most timeout, until the kernel has been told of it and of
+// everything queued before: a request that promises the new view (the
+// refresh control) answers only once the kernel's cached names are gone.
+// It holds no lock while it waits.
+func (s *State) InvalidateWait(prev, next *views.Model, timeout time.Duration) {
+	done := make(chan struct{})
+	s.enqueue(invalidation{prev: prev, next: next, done: done})
+	select {
+	case <-done:
+	case <-time.After(timeout):
+	}
+}
+
+func (s *State) enqueue(inv invalidation) {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
-	s.queue = append(s.queue, [2]*views.Model{prev, next})
+	s.queue = append(s.queue, inv)
 	if s.draining {
 		return
 	}
@@ -194,10 +219,13 @@ func (s *State) InvalidateLater(prev, next *views.Model) {
 				s.qmu.Unlock()
 				return
 			}
-			pair := s.queue[0]
+			inv := s.queue[0]
 			s.queue = s.queue[1:]
 			s.qmu.Unlock()
-			s.Invalidate(pair[0], pair[1])
+			s.Invalidate(inv.prev, inv.next)
+			if inv.done != nil {
+				close(inv.done)
+			}
 		}
 	}()
 }

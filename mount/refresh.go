@@ -707,7 +707,10 @@ func (s *scanner) Refresh(ctx context.Context, folders []string) (string, error)
 	s.mu.Unlock()
 	start := time.Now()
 	prev, next := s.refreshStore(wk)
-	s.state.InvalidateLater(prev, next)
+	// Answered once the kernel has dropped what it cached of the old view
+	// (this refresh's and any earlier one still queued): the caller's next
+	// lookup must see the new one.
+	s.state.InvalidateWait(prev, next, refreshNotifyWait)
 	s.kick()
 	s.mu.Lock()
 	rescanned := s.info.Rescans - before
@@ -723,6 +726,10 @@ func (s *scanner) Refresh(ctx context.Context, folders []string) (string, error)
 	})
 	return string(out) + "\n", nil
 }
+
+// refreshNotifyWait bounds how long a refresh waits for the kernel to be
+// told (a notification waits for a folder lock a slow request may hold).
+const refreshNotifyWait = 5 * time.Second
 
 // refreshInfo is .status.json's "refresh" object.
 func (s *scanner) refreshInfo() *views.RefreshInfo {
